@@ -39,6 +39,8 @@
 
 /* Longest sleep between two cycles when nothing wakes the worker. */
 #define ASR_WORKER_MAX_SLEEP_MS 10000L
+/* How often to look for CREATE EXTENSION while it is missing. */
+#define ASR_WORKER_NO_EXTENSION_SLEEP_MS 2000L
 
 static MemoryContext cycle_context = NULL;
 
@@ -122,7 +124,7 @@ worker_cycle(void)
 	{
 		asr_worker_set_phase("no extension");
 		pgstat_report_activity(STATE_IDLE, "asr: waiting for CREATE EXTENSION asr");
-		return ASR_WORKER_MAX_SLEEP_MS;
+		return ASR_WORKER_NO_EXTENSION_SLEEP_MS;
 	}
 
 	asr_worker_set_phase("idle");
