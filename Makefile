@@ -9,6 +9,7 @@
 MODULE_big = asr
 OBJS = \
 	src/asr.o \
+	src/http.o \
 	src/shmem.o \
 	src/status.o \
 	src/worker.o
