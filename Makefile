@@ -8,8 +8,10 @@
 
 MODULE_big = asr
 OBJS = \
+	src/arm.o \
 	src/asr.o \
 	src/http.o \
+	src/json.o \
 	src/shmem.o \
 	src/status.o \
 	src/worker.o
