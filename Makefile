@@ -10,6 +10,7 @@ MODULE_big = asr
 OBJS = \
 	src/arm.o \
 	src/asr.o \
+	src/client.o \
 	src/http.o \
 	src/json.o \
 	src/shmem.o \

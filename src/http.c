@@ -404,6 +404,13 @@ finish_transfer(AsrHttpTransfer *t, CURLcode result)
 	{
 		r->status = 0;
 		r->timed_out = (result == CURLE_OPERATION_TIMEDOUT);
+		r->never_sent = (result == CURLE_COULDNT_CONNECT ||
+						 result == CURLE_COULDNT_RESOLVE_HOST ||
+						 result == CURLE_COULDNT_RESOLVE_PROXY ||
+						 result == CURLE_SSL_CONNECT_ERROR ||
+						 result == CURLE_PEER_FAILED_VERIFICATION ||
+						 result == CURLE_SSL_CACERT_BADFILE ||
+						 result == CURLE_UNSUPPORTED_PROTOCOL);
 		if (t->too_big)
 			r->transport_error = psprintf("response larger than %d bytes", ASR_HTTP_MAX_BODY);
 		else if (t->oom)

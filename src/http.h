@@ -48,6 +48,9 @@ typedef struct AsrHttpResponse
 	size_t		body_len;
 	List	   *headers;		/* of AsrHttpHeader * */
 	bool		timed_out;
+	bool		never_sent;		/* failed before any byte of the request
+								 * could reach the server (connect, DNS,
+								 * TLS handshake): safe to send again */
 	char	   *transport_error;	/* NULL, or what went wrong before a
 									 * response arrived (for a DBA) */
 	double		elapsed_ms;
