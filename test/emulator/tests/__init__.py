@@ -1,0 +1,1 @@
+"""Tests of the ASR emulator (run them with test/emulator/run-tests)."""
