@@ -264,11 +264,11 @@ class Engine:
         def done(j, state, t):
             if state != "Succeeded":
                 return
-            recovery_points.catch_up(item, t)
+            # replication stopped when the failover started: no points after the "latest" one
             item.state = "UnplannedFailoverCommitPendingStatesBegin"
             item.failover_rp_id = rp_full
             item.last_failover = t
-            item.rp_cursor = t
+            item.rp_cursor = max(item.rp_cursor or t, t)
         job.on_finish.append(done)
         return job
 
