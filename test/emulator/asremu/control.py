@@ -103,7 +103,7 @@ class Control:
             return Response(200, {"limits": emu.throttle.limits, "enabled": emu.throttle.enabled})
         if head == "tokens" and m == "POST":
             if len(segs) > 1 and segs[1] == "revoke":
-                emu.identity.revoked_before = time.time() + 1
+                emu.identity.revoke_all()
                 return Response(200, {"ok": True})
             if "lifetime_seconds" in body:
                 emu.identity.lifetime = int(body["lifetime_seconds"])

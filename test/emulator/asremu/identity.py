@@ -52,7 +52,7 @@ class Identity:
         self.login_hosts = login_hosts          # e.g. ["127.0.0.1:8443", "localhost:8443"]
         self.key = os.urandom(32)
         self.lifetime = int(world.settings.get("token_lifetime_seconds", 3599))
-        self.revoked_before = 0.0
+        self.generation = 1             # bumped by revoke_all(); tokens carry the generation they were issued in
         self.issued = 0
 
     # ---------------------------------------------------------------- token minting
@@ -63,7 +63,7 @@ class Identity:
             "iat": now, "nbf": now, "exp": now + self.lifetime,
             "appid": principal["client_id"], "oid": principal["object_id"],
             "sub": principal["object_id"], "tid": tenant, "idtyp": "app",
-            "uti": util.new_guid(), "ver": "1.0", "xms_mirid": kind,
+            "uti": util.new_guid(), "ver": "1.0", "xms_idrel": kind, "xms_gen": self.generation,
         }
         header = {"typ": "JWT", "alg": "HS256", "kid": "asr-emulator"}
         signing_input = b64url(json.dumps(header).encode()) + "." + b64url(json.dumps(claims).encode())
@@ -95,7 +95,7 @@ class Identity:
             return None, (401, "ExpiredAuthenticationToken",
                           "The access token expiry UTC time '%s' is earlier than current UTC time '%s'."
                           % (util.fmt_time(claims.get("exp", 0), 0), util.fmt_time(now, 0)))
-        if claims.get("iat", 0) < self.revoked_before:
+        if claims.get("xms_gen") != self.generation:
             return None, (401, "InvalidAuthenticationToken",
                           "The access token has been revoked.")
         if claims.get("aud") not in ARM_RESOURCES:
@@ -105,6 +105,9 @@ class Identity:
                           "'https://management.core.windows.net/','https://management.azure.com/'."
                           % claims.get("aud"))
         return claims, None
+
+    def revoke_all(self):
+        self.generation += 1
 
     # ---------------------------------------------------------------- OIDC discovery
     def openid_configuration(self, base, tenant):
