@@ -10,7 +10,9 @@ MODULE_big = asr
 OBJS = \
 	src/arm.o \
 	src/asr.o \
+	src/auth.o \
 	src/client.o \
+	src/fdw.o \
 	src/http.o \
 	src/json.o \
 	src/shmem.o \

@@ -50,3 +50,20 @@ CREATE VIEW @extschema@.asr_worker_status AS
 REVOKE ALL ON @extschema@.asr_worker_status FROM PUBLIC;
 COMMENT ON VIEW @extschema@.asr_worker_status IS
     'The asr background worker: pid (NULL when not running), when it started and last polled, HTTP requests in flight, last error, throttled_until (NULL when not throttled), phase.';
+
+-- Credentials: the asr_azure foreign-data wrapper (DESIGN.md §4) -----------
+-- A SERVER holds the tenant, cloud and endpoints; a USER MAPPING for the
+-- worker's role (or PUBLIC) holds the application and its secret.  The
+-- validator refuses secrets on a server, unknown options and bad values.
+
+CREATE FUNCTION @extschema@.asr_azure_validator(text[], oid)
+RETURNS void
+LANGUAGE C STRICT
+AS 'MODULE_PATHNAME', 'asr_azure_validator';
+REVOKE ALL ON FUNCTION @extschema@.asr_azure_validator(text[], oid) FROM PUBLIC;
+COMMENT ON FUNCTION @extschema@.asr_azure_validator(text[], oid) IS
+    'Internal: option validator of foreign-data wrapper asr_azure.';
+
+CREATE FOREIGN DATA WRAPPER asr_azure VALIDATOR @extschema@.asr_azure_validator;
+COMMENT ON FOREIGN DATA WRAPPER asr_azure IS
+    'Azure credentials for asr: servers name a tenant, cloud and endpoints; user mappings hold the application and its secret.';

@@ -1,0 +1,910 @@
+/*-------------------------------------------------------------------------
+ *
+ * fdw.c
+ *	  The asr_azure foreign-data wrapper: option validator and credential
+ *	  lookup.
+ *
+ * Credentials follow the postgres_fdw / dblink model (pg-practice.md §4):
+ * a SERVER holds what everybody may read (tenant, cloud, endpoints), a
+ * USER MAPPING holds the application and its secret, and pg_user_mappings
+ * shows a mapping's options only to those entitled to them.  The validator
+ * therefore refuses secrets on a server outright, and refuses unknown
+ * options and malformed values when the DBA types them rather than when
+ * the worker first needs a token hours later.
+ *
+ * File options (client_secret_file, certificate_file) make the server
+ * process read a file and send what it holds to a login endpoint, so only
+ * roles that may read server files can set them, and the files themselves
+ * must be protected the way ssl_key_file must be.
+ *
+ * IDENTIFICATION
+ *	  src/fdw.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <curl/curl.h>
+#include <openssl/evp.h>
+
+#include "access/reloptions.h"
+#include "catalog/pg_authid.h"
+#include "catalog/pg_foreign_data_wrapper.h"
+#include "catalog/pg_foreign_server.h"
+#include "catalog/pg_user_mapping.h"
+#include "commands/defrem.h"
+#include "foreign/foreign.h"
+#include "lib/stringinfo.h"
+#include "miscadmin.h"
+#include "storage/fd.h"
+#include "utils/acl.h"
+#include "utils/builtins.h"
+#include "utils/syscache.h"
+
+#include "auth.h"
+#include "fdw.h"
+
+PG_FUNCTION_INFO_V1(asr_azure_validator);
+
+/* Largest secret or certificate file we read. */
+#define ASR_MAX_CREDENTIAL_FILE (1024 * 1024)
+
+typedef struct AsrOption
+{
+	const char *name;
+	Oid			context;		/* ForeignServerRelationId or
+								 * UserMappingRelationId */
+	bool		secret;			/* never on a server */
+} AsrOption;
+
+static const AsrOption asr_options[] = {
+	/* server: readable by everyone, so nothing secret */
+	{"tenant_id", ForeignServerRelationId, false},
+	{"cloud", ForeignServerRelationId, false},
+	{"arm_endpoint", ForeignServerRelationId, false},
+	{"login_endpoint", ForeignServerRelationId, false},
+	{"imds_endpoint", ForeignServerRelationId, false},
+	{"arm_scope", ForeignServerRelationId, false},
+	/* user mapping */
+	{"auth", UserMappingRelationId, false},
+	{"client_id", UserMappingRelationId, false},
+	{"client_secret", UserMappingRelationId, true},
+	{"client_secret_file", UserMappingRelationId, false},
+	{"certificate_file", UserMappingRelationId, false},
+	{"certificate_password", UserMappingRelationId, true},
+	{"send_certificate_chain", UserMappingRelationId, false},
+	{"jwt_algorithm", UserMappingRelationId, false},
+	{NULL, InvalidOid, false}
+};
+
+/* the options a mapping may carry besides auth and client_id, per mode */
+static const char *const secret_mode_options[] = {
+	"client_secret", "client_secret_file", NULL
+};
+static const char *const certificate_mode_options[] = {
+	"certificate_file", "certificate_password", "send_certificate_chain",
+	"jwt_algorithm", NULL
+};
+
+typedef struct MappingOptions
+{
+	const char *auth;
+	const char *client_id;
+	const char *client_secret;
+	const char *client_secret_file;
+	const char *certificate_file;
+	const char *certificate_password;
+	const char *send_certificate_chain;
+	const char *jwt_algorithm;
+} MappingOptions;
+
+static void validate_options(List *options, Oid context, bool check_privileges);
+static void refuse_option(const char *name, Oid context);
+static void check_value(DefElem *def, bool check_privileges);
+static void check_mapping(const MappingOptions *m, bool check_privileges);
+static bool is_guid(const char *s);
+static const char *check_base_url(const char *url, const char *scheme,
+								  bool path_allowed, char **normalized);
+static char *base_url_or_error(const char *option, const char *value,
+							   const char *scheme);
+static char *read_credential_file(const char *path, const char *option,
+								  size_t *len);
+static void credential_reset_callback(void *arg);
+static void credential_fingerprint(AsrCredential *cred);
+
+/*
+ * The validator of asr_azure.  PostgreSQL calls it with the complete
+ * option list an object will have after CREATE or ALTER, so combinations
+ * (auth-specific requirements) are checked here as well as single values.
+ */
+Datum
+asr_azure_validator(PG_FUNCTION_ARGS)
+{
+	List	   *options = untransformRelOptions(PG_GETARG_DATUM(0));
+	Oid			catalog = PG_GETARG_OID(1);
+
+	validate_options(options, catalog, true);
+
+	PG_RETURN_VOID();
+}
+
+/*
+ * Check every option of one object.  The credential lookup runs this again
+ * on what it reads (without the privilege checks, which concern whoever
+ * sets an option, not the worker that uses it).
+ */
+static void
+validate_options(List *options, Oid context, bool check_privileges)
+{
+	MappingOptions m;
+	ListCell   *lc;
+
+	memset(&m, 0, sizeof(m));
+
+	foreach(lc, options)
+	{
+		DefElem    *def = (DefElem *) lfirst(lc);
+		const AsrOption *opt;
+		bool		found = false;
+
+		for (opt = asr_options; opt->name; opt++)
+		{
+			if (opt->context == context && strcmp(opt->name, def->defname) == 0)
+			{
+				found = true;
+				break;
+			}
+		}
+		if (!found)
+			refuse_option(def->defname, context);
+
+		check_value(def, check_privileges);
+
+		if (context == UserMappingRelationId)
+		{
+			const char *v = defGetString(def);
+
+			if (strcmp(def->defname, "auth") == 0)
+				m.auth = v;
+			else if (strcmp(def->defname, "client_id") == 0)
+				m.client_id = v;
+			else if (strcmp(def->defname, "client_secret") == 0)
+				m.client_secret = v;
+			else if (strcmp(def->defname, "client_secret_file") == 0)
+				m.client_secret_file = v;
+			else if (strcmp(def->defname, "certificate_file") == 0)
+				m.certificate_file = v;
+			else if (strcmp(def->defname, "certificate_password") == 0)
+				m.certificate_password = v;
+			else if (strcmp(def->defname, "send_certificate_chain") == 0)
+				m.send_certificate_chain = v;
+			else if (strcmp(def->defname, "jwt_algorithm") == 0)
+				m.jwt_algorithm = v;
+		}
+	}
+
+	if (context == UserMappingRelationId)
+		check_mapping(&m, check_privileges);
+}
+
+/*
+ * An option that does not belong here.  Secrets get their own message:
+ * the DBA meant well, and needs to know where the secret should go rather
+ * than a bare list of valid names.
+ */
+static void
+refuse_option(const char *name, Oid context)
+{
+	const AsrOption *opt;
+	StringInfoData valid;
+	const AsrOption *elsewhere = NULL;
+
+	initStringInfo(&valid);
+	for (opt = asr_options; opt->name; opt++)
+	{
+		if (opt->context == context)
+			appendStringInfo(&valid, "%s%s", valid.len ? ", " : "", opt->name);
+		else if (strcmp(opt->name, name) == 0)
+			elsewhere = opt;
+	}
+
+	if (elsewhere && elsewhere->secret && context == ForeignServerRelationId)
+		ereport(ERROR,
+				(errcode(ERRCODE_FDW_INVALID_OPTION_NAME),
+				 errmsg("option \"%s\" is a secret and is not accepted on a server", name),
+				 errdetail("Options of a server are readable by every user."),
+				 errhint("Put %s in a user mapping: CREATE USER MAPPING FOR <role> SERVER <server> OPTIONS (%s '...').",
+						 name, name)));
+
+	ereport(ERROR,
+			(errcode(ERRCODE_FDW_INVALID_OPTION_NAME),
+			 errmsg("invalid option \"%s\"", name),
+			 elsewhere ? errdetail("\"%s\" is an option of a %s.", name,
+								   elsewhere->context == ForeignServerRelationId ?
+								   "server" : "user mapping") : 0,
+			 valid.len > 0 ?
+			 errhint("Valid options in this context are: %s.", valid.data) :
+			 errhint("Foreign-data wrapper %s takes no options; set them on a server or a user mapping.",
+					 ASR_FDW_NAME)));
+}
+
+/*
+ * Check one value on its own.  Error messages may quote a value except
+ * for the two secrets, whose content never appears anywhere.
+ */
+static void
+check_value(DefElem *def, bool check_privileges)
+{
+	const char *name = def->defname;
+	const char *value = defGetString(def);
+
+	if (value[0] == '\0')
+		ereport(ERROR,
+				(errcode(ERRCODE_FDW_INVALID_ATTRIBUTE_VALUE),
+				 errmsg("option \"%s\" must not be empty", name)));
+
+	if (strcmp(name, "tenant_id") == 0 || strcmp(name, "client_id") == 0)
+	{
+		if (!is_guid(value))
+			ereport(ERROR,
+					(errcode(ERRCODE_FDW_INVALID_ATTRIBUTE_VALUE),
+					 errmsg("invalid value for option \"%s\": \"%s\"", name, value),
+					 errdetail("%s must be a GUID such as 00000000-0000-0000-0000-000000000000.",
+							   name),
+					 errhint("%s",
+							 strcmp(name, "tenant_id") == 0 ?
+							 "Use the directory (tenant) ID shown in the app registration's overview, not a domain name." :
+							 "Use the application (client) ID shown in the app registration's overview.")));
+	}
+	else if (strcmp(name, "cloud") == 0)
+	{
+		if (asr_cloud_lookup(value) == NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_FDW_INVALID_ATTRIBUTE_VALUE),
+					 errmsg("invalid value for option \"cloud\": \"%s\"", value),
+					 errhint("Valid values are: %s.", asr_cloud_names())));
+	}
+	else if (strcmp(name, "arm_endpoint") == 0 ||
+			 strcmp(name, "login_endpoint") == 0)
+		(void) base_url_or_error(name, value, "https");
+	else if (strcmp(name, "imds_endpoint") == 0)
+		(void) base_url_or_error(name, value, "http");
+	else if (strcmp(name, "arm_scope") == 0)
+	{
+		const char *why = check_base_url(value, "https", true, NULL);
+
+		if (why)
+			ereport(ERROR,
+					(errcode(ERRCODE_FDW_INVALID_ATTRIBUTE_VALUE),
+					 errmsg("invalid value for option \"arm_scope\": \"%s\"", value),
+					 errdetail("%s", why),
+					 errhint("A scope is an https URI such as https://management.azure.com/.default.")));
+	}
+	else if (strcmp(name, "auth") == 0)
+	{
+		if (strcmp(value, "client_secret") != 0 &&
+			strcmp(value, "certificate") != 0 &&
+			strcmp(value, "managed_identity") != 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_FDW_INVALID_ATTRIBUTE_VALUE),
+					 errmsg("invalid value for option \"auth\": \"%s\"", value),
+					 errhint("Valid values are: client_secret, certificate, managed_identity.")));
+	}
+	else if (strcmp(name, "jwt_algorithm") == 0)
+	{
+		if (strcmp(value, "RS256") != 0 && strcmp(value, "PS256") != 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_FDW_INVALID_ATTRIBUTE_VALUE),
+					 errmsg("invalid value for option \"jwt_algorithm\": \"%s\"", value),
+					 errhint("Valid values are: RS256 (the default, with an x5t SHA-1 thumbprint), PS256 (with an x5t#S256 SHA-256 thumbprint).")));
+	}
+	else if (strcmp(name, "send_certificate_chain") == 0)
+	{
+		bool		b;
+
+		if (!parse_bool(value, &b))
+			ereport(ERROR,
+					(errcode(ERRCODE_FDW_INVALID_ATTRIBUTE_VALUE),
+					 errmsg("invalid value for option \"send_certificate_chain\": \"%s\"", value),
+					 errhint("Use a boolean: true or false.")));
+	}
+	else if (strcmp(name, "client_secret_file") == 0 ||
+			 strcmp(name, "certificate_file") == 0)
+	{
+		if (!is_absolute_path(value))
+			ereport(ERROR,
+					(errcode(ERRCODE_FDW_INVALID_ATTRIBUTE_VALUE),
+					 errmsg("invalid value for option \"%s\": \"%s\"", name, value),
+					 errdetail("The path must be absolute."),
+					 errhint("The file is read by the server process, from the server's file system.")));
+		if (check_privileges && !superuser() &&
+			!has_privs_of_role(GetUserId(), ROLE_PG_READ_SERVER_FILES))
+			ereport(ERROR,
+					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+					 errmsg("permission denied to set option \"%s\"", name),
+					 errdetail("The server process reads this file and sends what it holds to the login endpoint."),
+					 errhint("%s",
+							 strcmp(name, "client_secret_file") == 0 ?
+							 "Only superusers and members of pg_read_server_files may name a file; use option client_secret instead." :
+							 "Only superusers and members of pg_read_server_files may name a file; ask one of them to set it.")));
+	}
+	/* client_secret, certificate_password: any non-empty string */
+}
+
+/*
+ * The combination of a user mapping's options, by authentication mode.
+ */
+static void
+check_mapping(const MappingOptions *m, bool check_privileges)
+{
+	const char *const *forbidden;
+	const char *const *p;
+	const char *mode = m->auth;
+	const char *hint;
+
+	if (mode == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("user mapping option \"auth\" is required"),
+				 errhint("Set auth to client_secret, certificate or managed_identity.")));
+
+	if (strcmp(mode, "client_secret") == 0)
+	{
+		forbidden = certificate_mode_options;
+		hint = "Options with auth 'client_secret': client_id, and one of client_secret, client_secret_file.";
+		if (m->client_secret && m->client_secret_file)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("options \"client_secret\" and \"client_secret_file\" cannot both be set"),
+					 errhint("Keep one of them: DROP the other with ALTER USER MAPPING ... OPTIONS (DROP ...).")));
+		if (!m->client_secret && !m->client_secret_file)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("auth 'client_secret' needs option \"client_secret\" or \"client_secret_file\""),
+					 errhint("%s", hint)));
+	}
+	else if (strcmp(mode, "certificate") == 0)
+	{
+		forbidden = secret_mode_options;
+		hint = "Options with auth 'certificate': client_id, certificate_file, certificate_password, send_certificate_chain, jwt_algorithm.";
+		if (!m->certificate_file)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("auth 'certificate' needs option \"certificate_file\""),
+					 errhint("Name a PEM file holding the private key and the certificate, or a PKCS#12 file (with certificate_password).")));
+	}
+	else
+	{
+		static const char *const all[] = {
+			"client_secret", "client_secret_file", "certificate_file",
+			"certificate_password", "send_certificate_chain",
+			"jwt_algorithm", NULL
+		};
+
+		forbidden = all;
+		hint = "Options with auth 'managed_identity': client_id (of a user-assigned identity; omit it for the system-assigned one).";
+		if (check_privileges && !superuser())
+			ereport(ERROR,
+					(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+					 errmsg("permission denied to use auth 'managed_identity'"),
+					 errdetail("A managed identity belongs to the machine PostgreSQL runs on, not to any role."),
+					 errhint("Ask a superuser to create this user mapping.")));
+	}
+
+	if (strcmp(mode, "managed_identity") != 0 && m->client_id == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("auth '%s' needs option \"client_id\"", mode),
+				 errhint("%s", hint)));
+
+	for (p = forbidden; *p; p++)
+	{
+		bool		set;
+
+		set = (strcmp(*p, "client_secret") == 0 && m->client_secret) ||
+			(strcmp(*p, "client_secret_file") == 0 && m->client_secret_file) ||
+			(strcmp(*p, "certificate_file") == 0 && m->certificate_file) ||
+			(strcmp(*p, "certificate_password") == 0 && m->certificate_password) ||
+			(strcmp(*p, "send_certificate_chain") == 0 && m->send_certificate_chain) ||
+			(strcmp(*p, "jwt_algorithm") == 0 && m->jwt_algorithm);
+		if (set)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("option \"%s\" cannot be used with auth '%s'", *p, mode),
+					 errhint("%s", hint)));
+	}
+}
+
+/*
+ * Azure's directory and application ids: 8-4-4-4-12 hexadecimal digits.
+ */
+static bool
+is_guid(const char *s)
+{
+	int			i;
+
+	if (strlen(s) != 36)
+		return false;
+	for (i = 0; i < 36; i++)
+	{
+		if (i == 8 || i == 13 || i == 18 || i == 23)
+		{
+			if (s[i] != '-')
+				return false;
+		}
+		else if (!isxdigit((unsigned char) s[i]))
+			return false;
+	}
+	return true;
+}
+
+/*
+ * Parse url with libcurl's URL API and check it is scheme://host[:port]
+ * (a path only when path_allowed), with no userinfo, query or fragment.
+ * Returns NULL when it is, else a sentence saying what is wrong.  When
+ * normalized is given it receives "scheme://host[:port]", palloc'd.
+ * libcurl's handle is released before returning, so the caller may
+ * ereport freely.
+ */
+static const char *
+check_base_url(const char *url, const char *scheme, bool path_allowed,
+			   char **normalized)
+{
+	CURLU	   *u = curl_url();
+	const char *why = NULL;
+	char	   *part = NULL;
+	char	   *host = NULL;
+	char	   *port = NULL;
+	char	   *probe = NULL;
+
+	if (u == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_OUT_OF_MEMORY),
+				 errmsg("out of memory")));
+
+	if (curl_url_set(u, CURLUPART_URL, url, 0) != CURLUE_OK)
+		why = "It is not a valid absolute URL.";
+	else if (curl_url_get(u, CURLUPART_SCHEME, &part, 0) != CURLUE_OK ||
+			 pg_strcasecmp(part, scheme) != 0)
+		why = strcmp(scheme, "https") == 0 ?
+			"The URL must use https." :
+			"The URL must use plain http (the instance metadata service speaks nothing else).";
+	else if (curl_url_get(u, CURLUPART_HOST, &host, 0) != CURLUE_OK ||
+			 host[0] == '\0')
+		why = "The URL must name a host.";
+
+	if (why == NULL &&
+		curl_url_get(u, CURLUPART_USER, &probe, 0) != CURLUE_NO_USER)
+		why = "The URL must not contain a user name or password.";
+	curl_free(probe);
+	probe = NULL;
+	if (why == NULL &&
+		curl_url_get(u, CURLUPART_PASSWORD, &probe, 0) != CURLUE_NO_PASSWORD)
+		why = "The URL must not contain a user name or password.";
+	curl_free(probe);
+	probe = NULL;
+	if (why == NULL &&
+		curl_url_get(u, CURLUPART_QUERY, &probe, 0) != CURLUE_NO_QUERY)
+		why = "The URL must not contain a query.";
+	curl_free(probe);
+	probe = NULL;
+	if (why == NULL &&
+		curl_url_get(u, CURLUPART_FRAGMENT, &probe, 0) != CURLUE_NO_FRAGMENT)
+		why = "The URL must not contain a fragment.";
+	curl_free(probe);
+	probe = NULL;
+	if (why == NULL && !path_allowed &&
+		curl_url_get(u, CURLUPART_PATH, &probe, 0) == CURLUE_OK &&
+		strcmp(probe, "/") != 0 && probe[0] != '\0')
+		why = "The URL must be a base URL (scheme://host[:port]) without a path.";
+	curl_free(probe);
+	probe = NULL;
+
+	if (why == NULL && normalized)
+	{
+		char	   *h = pstrdup(host);
+		char	   *s = pstrdup(part);
+
+		if (curl_url_get(u, CURLUPART_PORT, &port, 0) == CURLUE_OK)
+			*normalized = psprintf("%s://%s:%s", s, h, port);
+		else
+			*normalized = psprintf("%s://%s", s, h);
+		pfree(h);
+		pfree(s);
+	}
+
+	curl_free(port);
+	curl_free(host);
+	curl_free(part);
+	curl_url_cleanup(u);
+	return why;
+}
+
+/*
+ * An endpoint option's value as a normalized base URL, or an error that
+ * quotes it (endpoints are not secret).
+ */
+static char *
+base_url_or_error(const char *option, const char *value, const char *scheme)
+{
+	char	   *normalized = NULL;
+	const char *why = check_base_url(value, scheme, false, &normalized);
+
+	if (why)
+		ereport(ERROR,
+				(errcode(ERRCODE_FDW_INVALID_ATTRIBUTE_VALUE),
+				 errmsg("invalid value for option \"%s\": \"%s\"", option, value),
+				 errdetail("%s", why),
+				 errhint("Write %s://host or %s://host:port.", scheme, scheme)));
+	return normalized;
+}
+
+/*
+ * Credentials of a server for a role, resolved and self-contained.
+ */
+AsrCredential *
+asr_credential_lookup(const char *server_name, Oid roleid)
+{
+	ForeignServer *server;
+	ForeignDataWrapper *fdw;
+	UserMapping *um;
+	AsrCredential *cred;
+	MemoryContextCallback *cb;
+	const AsrCloud *cloud;
+	const char *arm_scope = NULL;
+	const char *arm = NULL;
+	const char *login = NULL;
+	const char *imds = NULL;
+	const char *auth = NULL;
+	const char *jwt = NULL;
+	const char *chain = NULL;
+	ListCell   *lc;
+
+	server = GetForeignServerByName(server_name, true);
+	if (server == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("server \"%s\" does not exist", server_name),
+				 errhint("Create it with CREATE SERVER %s FOREIGN DATA WRAPPER %s OPTIONS (tenant_id '...').",
+						 quote_identifier(server_name), ASR_FDW_NAME)));
+	fdw = GetForeignDataWrapper(server->fdwid);
+	if (strcmp(fdw->fdwname, ASR_FDW_NAME) != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
+				 errmsg("server \"%s\" is not an %s server", server_name, ASR_FDW_NAME),
+				 errdetail("It belongs to foreign-data wrapper \"%s\".", fdw->fdwname)));
+
+	if (!SearchSysCacheExists2(USERMAPPINGUSERSERVER,
+							   ObjectIdGetDatum(roleid),
+							   ObjectIdGetDatum(server->serverid)) &&
+		!SearchSysCacheExists2(USERMAPPINGUSERSERVER,
+							   ObjectIdGetDatum(InvalidOid),
+							   ObjectIdGetDatum(server->serverid)))
+	{
+		char	   *role = GetUserNameFromId(roleid, true);
+
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("no user mapping for role \"%s\" on server \"%s\"",
+						role ? role : "?", server_name),
+				 errdetail("The asr worker authenticates to Azure with the user mapping of its role, or the one for PUBLIC."),
+				 errhint("Create one: CREATE USER MAPPING FOR %s SERVER %s OPTIONS (auth 'client_secret', client_id '...', client_secret '...').",
+						 role ? quote_identifier(role) : "PUBLIC",
+						 quote_identifier(server_name))));
+	}
+	um = GetUserMapping(roleid, server->serverid);
+
+	/* the validator ran when they were set; check again, cheaply */
+	validate_options(server->options, ForeignServerRelationId, false);
+	validate_options(um->options, UserMappingRelationId, false);
+
+	cred = palloc0(sizeof(AsrCredential));
+	cb = palloc0(sizeof(MemoryContextCallback));
+	cb->func = credential_reset_callback;
+	cb->arg = cred;
+	MemoryContextRegisterResetCallback(CurrentMemoryContext, cb);
+
+	cred->server_name = pstrdup(server->servername);
+	cred->server_id = server->serverid;
+	cred->mapping_user = um->userid;
+	cred->cloud = ASR_DEFAULT_CLOUD;
+
+	foreach(lc, server->options)
+	{
+		DefElem    *def = (DefElem *) lfirst(lc);
+		char	   *v = defGetString(def);
+
+		if (strcmp(def->defname, "tenant_id") == 0)
+			cred->tenant_id = pstrdup(v);
+		else if (strcmp(def->defname, "cloud") == 0)
+			cred->cloud = v;
+		else if (strcmp(def->defname, "arm_endpoint") == 0)
+			arm = v;
+		else if (strcmp(def->defname, "login_endpoint") == 0)
+			login = v;
+		else if (strcmp(def->defname, "imds_endpoint") == 0)
+			imds = v;
+		else if (strcmp(def->defname, "arm_scope") == 0)
+			arm_scope = v;
+	}
+	foreach(lc, um->options)
+	{
+		DefElem    *def = (DefElem *) lfirst(lc);
+		char	   *v = defGetString(def);
+
+		if (strcmp(def->defname, "auth") == 0)
+			auth = v;
+		else if (strcmp(def->defname, "client_id") == 0)
+			cred->client_id = pstrdup(v);
+		else if (strcmp(def->defname, "client_secret") == 0)
+			cred->client_secret = pstrdup(v);
+		else if (strcmp(def->defname, "client_secret_file") == 0)
+			cred->client_secret_file = pstrdup(v);
+		else if (strcmp(def->defname, "certificate_file") == 0)
+			cred->certificate_file = pstrdup(v);
+		else if (strcmp(def->defname, "certificate_password") == 0)
+			cred->certificate_password = pstrdup(v);
+		else if (strcmp(def->defname, "send_certificate_chain") == 0)
+			chain = v;
+		else if (strcmp(def->defname, "jwt_algorithm") == 0)
+			jwt = v;
+	}
+
+	/* the option values themselves stay in the catalog cache copies */
+	cloud = asr_cloud_lookup(cred->cloud);
+	Assert(cloud != NULL);
+	cred->cloud = pstrdup(cloud->name);
+	cred->arm_endpoint = base_url_or_error("arm_endpoint",
+										   arm ? arm : cloud->arm_endpoint,
+										   "https");
+	cred->login_endpoint = base_url_or_error("login_endpoint",
+											 login ? login : cloud->login_endpoint,
+											 "https");
+	cred->imds_endpoint = base_url_or_error("imds_endpoint",
+											imds ? imds : ASR_DEFAULT_IMDS_ENDPOINT,
+											"http");
+	if (arm_scope)
+	{
+		size_t		n = strlen(arm_scope);
+		size_t		suffix = strlen("/.default");
+
+		cred->scope = pstrdup(arm_scope);
+		if (n > suffix && strcmp(arm_scope + n - suffix, "/.default") == 0)
+			cred->imds_resource = pnstrdup(arm_scope, n - suffix);
+		else
+			cred->imds_resource = pstrdup(arm_scope);
+	}
+	else
+	{
+		cred->scope = pstrdup(cloud->scope);
+		cred->imds_resource = pstrdup(cloud->imds_resource);
+	}
+
+	if (strcmp(auth, "client_secret") == 0)
+		cred->auth = ASR_AUTH_CLIENT_SECRET;
+	else if (strcmp(auth, "certificate") == 0)
+		cred->auth = ASR_AUTH_CERTIFICATE;
+	else
+		cred->auth = ASR_AUTH_MANAGED_IDENTITY;
+	cred->jwt_algorithm = (jwt && strcmp(jwt, "PS256") == 0) ?
+		ASR_JWT_PS256 : ASR_JWT_RS256;
+	cred->send_certificate_chain = false;
+	if (chain)
+		(void) parse_bool(chain, &cred->send_certificate_chain);
+
+	if (cred->auth != ASR_AUTH_MANAGED_IDENTITY)
+	{
+		if (cred->tenant_id == NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("server \"%s\" has no option \"tenant_id\"", server_name),
+					 errdetail("Auth '%s' signs in to a Microsoft Entra ID tenant.", auth),
+					 errhint("ALTER SERVER %s OPTIONS (ADD tenant_id '...') with the directory (tenant) ID.",
+							 quote_identifier(server_name))));
+		cred->token_url = psprintf("%s/%s/oauth2/v2.0/token",
+								   cred->login_endpoint, cred->tenant_id);
+	}
+	else
+		cred->token_url = psprintf("%s/metadata/identity/oauth2/token",
+								   cred->imds_endpoint);
+
+	if (cred->client_secret_file)
+	{
+		size_t		len;
+		char	   *data = read_credential_file(cred->client_secret_file,
+												"client_secret_file", &len);
+
+		/* a trailing newline is an artefact of the editor, not the secret */
+		while (len > 0 && (data[len - 1] == '\n' || data[len - 1] == '\r' ||
+						   data[len - 1] == ' ' || data[len - 1] == '\t'))
+			data[--len] = '\0';
+		if (len == 0 || memchr(data, '\0', len) != NULL)
+		{
+			explicit_bzero(data, len);
+			ereport(ERROR,
+					(errcode(ERRCODE_CONFIG_FILE_ERROR),
+					 errmsg("client_secret_file \"%s\" does not hold a client secret",
+							cred->client_secret_file),
+					 errdetail("The file is empty or holds binary data."),
+					 errhint("Write the secret's value (not its ID) on the file's only line.")));
+		}
+		cred->client_secret = data;
+	}
+	if (cred->certificate_file)
+		cred->certificate_data = read_credential_file(cred->certificate_file,
+													  "certificate_file",
+													  &cred->certificate_len);
+
+	credential_fingerprint(cred);
+	return cred;
+}
+
+/*
+ * Read a file that holds a secret or a private key, refusing it unless
+ * only the database user (or root, for group-readable files) can read it:
+ * the same rule PostgreSQL applies to ssl_key_file.  The result is
+ * NUL-terminated; the caller owns it and must zero it.
+ */
+static char *
+read_credential_file(const char *path, const char *option, size_t *len)
+{
+	struct stat st;
+	int			fd;
+	char	   *buf;
+	ssize_t		got;
+	size_t		total = 0;
+
+	fd = OpenTransientFile(path, O_RDONLY | PG_BINARY);
+	if (fd < 0)
+		ereport(ERROR,
+				(errcode_for_file_access(),
+				 errmsg("could not open %s \"%s\": %m", option, path),
+				 errhint("The file is read by the PostgreSQL server process (operating system user of the server).")));
+	if (fstat(fd, &st) != 0)
+		ereport(ERROR,
+				(errcode_for_file_access(),
+				 errmsg("could not stat %s \"%s\": %m", option, path)));
+	if (!S_ISREG(st.st_mode))
+		ereport(ERROR,
+				(errcode(ERRCODE_CONFIG_FILE_ERROR),
+				 errmsg("%s \"%s\" is not a regular file", option, path)));
+	if ((st.st_uid == geteuid() && (st.st_mode & (S_IRWXG | S_IRWXO))) ||
+		(st.st_uid == 0 && (st.st_mode & (S_IWGRP | S_IXGRP | S_IRWXO))))
+		ereport(ERROR,
+				(errcode(ERRCODE_CONFIG_FILE_ERROR),
+				 errmsg("%s \"%s\" has group or world access", option, path),
+				 errdetail("File must have permissions u=rw (0600) or less if owned by the database user, or permissions u=rw,g=r (0640) or less if owned by root."),
+				 errhint("Run chmod 600 on the file.")));
+	if (st.st_uid != geteuid() && st.st_uid != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_CONFIG_FILE_ERROR),
+				 errmsg("%s \"%s\" must be owned by the database user or root", option, path),
+				 errhint("Run chown on the file so the operating system user of the server owns it.")));
+	if (st.st_size > ASR_MAX_CREDENTIAL_FILE)
+		ereport(ERROR,
+				(errcode(ERRCODE_CONFIG_FILE_ERROR),
+				 errmsg("%s \"%s\" is too large", option, path),
+				 errdetail("The file has %lld bytes; at most %d are read.",
+						   (long long) st.st_size, ASR_MAX_CREDENTIAL_FILE)));
+
+	buf = palloc(st.st_size + 1);
+	while (total < (size_t) st.st_size)
+	{
+		got = read(fd, buf + total, st.st_size - total);
+		if (got < 0)
+		{
+			int			save = errno;
+
+			explicit_bzero(buf, total);
+			errno = save;
+			ereport(ERROR,
+					(errcode_for_file_access(),
+					 errmsg("could not read %s \"%s\": %m", option, path)));
+		}
+		if (got == 0)
+			break;
+		total += got;
+	}
+	buf[total] = '\0';
+	CloseTransientFile(fd);
+	*len = total;
+	return buf;
+}
+
+/*
+ * Zero the secret fields of a credential, so that nothing of a secret
+ * survives the memory context it was read into.
+ */
+void
+asr_credential_wipe(AsrCredential *cred)
+{
+	if (cred->client_secret)
+	{
+		explicit_bzero(cred->client_secret, strlen(cred->client_secret));
+		cred->client_secret = NULL;
+	}
+	if (cred->certificate_password)
+	{
+		explicit_bzero(cred->certificate_password,
+					   strlen(cred->certificate_password));
+		cred->certificate_password = NULL;
+	}
+	if (cred->certificate_data)
+	{
+		explicit_bzero(cred->certificate_data, cred->certificate_len);
+		cred->certificate_data = NULL;
+		cred->certificate_len = 0;
+	}
+}
+
+static void
+credential_reset_callback(void *arg)
+{
+	asr_credential_wipe((AsrCredential *) arg);
+}
+
+/*
+ * SHA-256 over every field, so that a changed secret, file or endpoint
+ * makes a new token state (auth.c) instead of reusing a token obtained
+ * with what the DBA has just replaced.
+ */
+static void
+credential_fingerprint(AsrCredential *cred)
+{
+	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+	unsigned char md[EVP_MAX_MD_SIZE];
+	unsigned int mdlen = 0;
+	const char *fields[16];
+	char		flags[3];
+	int			n = 0;
+	int			i;
+	bool		ok;
+
+	if (ctx == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_OUT_OF_MEMORY),
+				 errmsg("out of memory")));
+
+	fields[n++] = cred->tenant_id;
+	fields[n++] = cred->cloud;
+	fields[n++] = cred->arm_endpoint;
+	fields[n++] = cred->login_endpoint;
+	fields[n++] = cred->imds_endpoint;
+	fields[n++] = cred->scope;
+	fields[n++] = cred->imds_resource;
+	fields[n++] = cred->token_url;
+	fields[n++] = cred->client_id;
+	fields[n++] = cred->client_secret;
+	fields[n++] = cred->certificate_password;
+	flags[0] = '0' + (int) cred->auth;
+	flags[1] = '0' + (int) cred->jwt_algorithm + 2 * cred->send_certificate_chain;
+	flags[2] = '\0';
+	fields[n++] = flags;
+
+	ok = EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) == 1;
+	for (i = 0; ok && i < n; i++)
+	{
+		const char *f = fields[i] ? fields[i] : "";
+
+		/* the terminating NUL separates fields; NULL and "" are alike */
+		ok = EVP_DigestUpdate(ctx, f, strlen(f) + 1) == 1;
+	}
+	if (ok && cred->certificate_data)
+		ok = EVP_DigestUpdate(ctx, cred->certificate_data,
+							  cred->certificate_len) == 1;
+	if (ok)
+		ok = EVP_DigestFinal_ex(ctx, md, &mdlen) == 1;
+	EVP_MD_CTX_free(ctx);
+	if (!ok)
+		ereport(ERROR,
+				(errcode(ERRCODE_INTERNAL_ERROR),
+				 errmsg("could not compute a SHA-256 digest")));
+
+	for (i = 0; i < (int) mdlen && i < 32; i++)
+		snprintf(cred->fingerprint + 2 * i, 3, "%02x", md[i]);
+	explicit_bzero(md, sizeof(md));
+}
