@@ -24,7 +24,7 @@ class Emulator:
         self.state_dir = state_dir
         self.urls = urls
         self.clock = Clock(scale)
-        self.base_config = {"latency_ms": latency_ms, "page_size": world.settings.get("page_size", 100),
+        self.base_config = {"latency_ms": latency_ms, "page_size": world.settings.get("page_size", 1000),
                             "retry_after": retry_after, "durations": {},
                             "ir_seconds": world.settings.get("ir_seconds", 2820),
                             "ir_pending_seconds": world.settings.get("ir_pending_seconds", 120),

@@ -247,7 +247,7 @@ class Arm:
                 raise ArmError(400, "BadRequest", "The $filter '%s' is not valid: %s." % (f, e), "InvalidFilter",
                                "The filter expression could not be parsed.", "Correct the filter.")
             records = [r for r in records if pred(r)]
-        size = int(self.config.get("page_size") or 100)
+        size = int(self.config.get("page_size") or 1000)
         tok = req.q("skipToken") or req.q("$skipToken")
         start = 0
         if tok:
