@@ -475,8 +475,9 @@ handle_done(AsrHttpTransfer *t, TimestampTz now)
 
 	if (!may_retry)
 	{
-		finish_call(call, resp);
+		/* release first: the owner may delete the call's context */
 		asr_http_release(t);
+		finish_call(call, resp);
 		return;
 	}
 

@@ -11,6 +11,8 @@
  * Azure said 429 or 503, which mean it was not processed), drops the token
  * and retries once on 401, and finally calls the callback from the
  * worker's loop (never from a libcurl callback) with the last response.
+ * A done callback must not delete or reset the call's memory context; it
+ * may mark its owner finished and let the owner be reaped afterwards.
  *
  * IDENTIFICATION
  *	  src/client.h
