@@ -17,7 +17,17 @@ OBJS = \
 	src/json.o \
 	src/shmem.o \
 	src/status.o \
-	src/worker.o
+	src/worker.o \
+	src/api.o \
+	src/armid.o \
+	src/items.o \
+	src/jobapi.o \
+	src/jobs.o \
+	src/points.o \
+	src/reprotect.o \
+	src/util.o \
+	src/validate.o \
+	src/vaults.o
 PGFILEDESC = "asr - Azure Site Recovery disaster recovery from SQL"
 
 EXTENSION = asr

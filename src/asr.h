@@ -17,6 +17,7 @@
 
 #include "postgres.h"
 
+#include "storage/condition_variable.h"
 #include "storage/latch.h"
 #include "storage/spin.h"
 #include "utils/timestamp.h"
@@ -52,6 +53,20 @@ typedef struct AsrSharedState
 	char		last_error[256];
 	char		phase[32];		/* what the worker is doing, for humans */
 	uint64		wakeups;		/* number of wake requests received */
+
+	/* asr_wait sleeps here; broadcast when a job change commits */
+	ConditionVariable job_cv;
+
+	/*
+	 * asr_sync: a backend bumps sync_requested (0 = all vaults in
+	 * sync_vault_id, or the one vault asked for while no other request is
+	 * pending); the worker refreshes, then sets sync_done to the generation
+	 * it served and broadcasts sync_cv.
+	 */
+	uint64		sync_requested;
+	uint64		sync_done;
+	int32		sync_vault_id;
+	ConditionVariable sync_cv;
 } AsrSharedState;
 
 /* shmem.c */
@@ -62,6 +77,10 @@ extern void asr_wake_worker_at_commit(void);
 extern void asr_worker_publish_start(void);
 extern void asr_worker_set_phase(const char *phase);
 extern void asr_worker_set_error(const char *error);
+extern void asr_wake_waiters_at_commit(void);
+extern uint64 asr_sync_request(int32 vault_id);
+extern bool asr_sync_pending(uint64 *generation, int32 *vault_id);
+extern void asr_sync_finished(uint64 generation);
 
 /* worker.c */
 extern PGDLLEXPORT void asr_worker_main(Datum main_arg) pg_attribute_noreturn();

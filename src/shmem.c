@@ -32,6 +32,7 @@ static shmem_request_hook_type prev_shmem_request_hook = NULL;
 static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
 
 static bool wake_at_commit = false;
+static bool wake_waiters_at_commit = false;
 static bool xact_callback_registered = false;
 
 static void asr_shmem_request(void);
@@ -80,6 +81,8 @@ asr_shmem_startup(void)
 	{
 		memset(asr_shared, 0, sizeof(AsrSharedState));
 		SpinLockInit(&asr_shared->mutex);
+		ConditionVariableInit(&asr_shared->job_cv);
+		ConditionVariableInit(&asr_shared->sync_cv);
 	}
 	LWLockRelease(AddinShmemInitLock);
 }
@@ -121,6 +124,76 @@ asr_wake_worker_at_commit(void)
 	wake_at_commit = true;
 }
 
+/*
+ * Ask for asr_wait callers to be woken when the current transaction
+ * commits: a job changed, and they must see the change only once it is
+ * visible.  Nobody is woken for a rollback.
+ */
+void
+asr_wake_waiters_at_commit(void)
+{
+	if (!xact_callback_registered)
+	{
+		RegisterXactCallback(asr_xact_callback, NULL);
+		xact_callback_registered = true;
+	}
+	wake_waiters_at_commit = true;
+}
+
+/*
+ * asr_sync: ask the worker to refresh one vault (vault_id) or all (0) and
+ * wake it now, outside any transaction's visibility: the caller waits for
+ * the answer inside its transaction.  Two different vaults requested
+ * before the worker gets to them merge into "all".  Returns the generation
+ * to wait for with asr_sync_finished's broadcast.
+ */
+uint64
+asr_sync_request(int32 vault_id)
+{
+	uint64		generation;
+
+	SpinLockAcquire(&asr_shared->mutex);
+	if (asr_shared->sync_requested == asr_shared->sync_done)
+		asr_shared->sync_vault_id = vault_id;
+	else if (asr_shared->sync_vault_id != vault_id)
+		asr_shared->sync_vault_id = 0;
+	generation = ++asr_shared->sync_requested;
+	SpinLockRelease(&asr_shared->mutex);
+	asr_wake_worker();
+	return generation;
+}
+
+/*
+ * The worker: is a refresh requested?  Returns the generation to pass to
+ * asr_sync_finished() once done, and the vault (0 = all).
+ */
+bool
+asr_sync_pending(uint64 *generation, int32 *vault_id)
+{
+	bool		pending;
+
+	SpinLockAcquire(&asr_shared->mutex);
+	pending = asr_shared->sync_requested != asr_shared->sync_done;
+	*generation = asr_shared->sync_requested;
+	*vault_id = asr_shared->sync_vault_id;
+	SpinLockRelease(&asr_shared->mutex);
+	return pending;
+}
+
+/*
+ * The worker: the refresh asked for up to this generation is committed
+ * (asr_vaults.synced_at / sync_error written); wake the asr_sync callers.
+ */
+void
+asr_sync_finished(uint64 generation)
+{
+	SpinLockAcquire(&asr_shared->mutex);
+	if (generation > asr_shared->sync_done)
+		asr_shared->sync_done = generation;
+	SpinLockRelease(&asr_shared->mutex);
+	ConditionVariableBroadcast(&asr_shared->sync_cv);
+}
+
 static void
 asr_xact_callback(XactEvent event, void *arg)
 {
@@ -130,12 +203,16 @@ asr_xact_callback(XactEvent event, void *arg)
 		case XACT_EVENT_PARALLEL_COMMIT:
 			if (wake_at_commit)
 				asr_wake_worker();
+			if (wake_waiters_at_commit && asr_shared != NULL)
+				ConditionVariableBroadcast(&asr_shared->job_cv);
 			wake_at_commit = false;
+			wake_waiters_at_commit = false;
 			break;
 		case XACT_EVENT_ABORT:
 		case XACT_EVENT_PARALLEL_ABORT:
 		case XACT_EVENT_PREPARE:
 			wake_at_commit = false;
+			wake_waiters_at_commit = false;
 			break;
 		default:
 			break;

@@ -1,0 +1,485 @@
+/*-------------------------------------------------------------------------
+ *
+ * items.c
+ *	  Replicated items and recovery points: lookup by name, ARM id or
+ *	  vault-qualified name; the writes of the worker's sync.
+ *
+ * A DBA names an item the way Azure's portal shows it (the VM's name),
+ * and only when that is ambiguous as "vault/name" or by its ARM id.  ARM
+ * ids are compared case-insensitively: Azure mixes "/Subscriptions/" and
+ * "/subscriptions/".  The sync side maps Azure's documents onto the
+ * columns with PostgreSQL's jsonb, keeping the whole document in
+ * properties for what the columns do not cover.
+ *
+ * IDENTIFICATION
+ *	  src/items.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "lib/stringinfo.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/jsonb.h"
+#include "utils/memutils.h"
+
+#include "armid.h"
+#include "items.h"
+#include "util.h"
+
+static char *
+copy_col(MemoryContext cxt, int col)
+{
+	char	   *s = asr_spi_text(0, col);
+
+	return s ? MemoryContextStrdup(cxt, s) : NULL;
+}
+
+static Jsonb *
+copy_jsonb_col(MemoryContext cxt, int col)
+{
+	bool		isnull;
+	Datum		d = asr_spi_datum(0, col, &isnull);
+	Jsonb	   *j;
+	Jsonb	   *copy;
+
+	if (isnull)
+		return NULL;
+	j = DatumGetJsonbP(d);
+	copy = MemoryContextAlloc(cxt, VARSIZE(j));
+	memcpy(copy, j, VARSIZE(j));
+	return copy;
+}
+
+/*
+ * Load one item by id; false when it does not exist.  With lock, the row
+ * is locked FOR NO KEY UPDATE until the end of the transaction: two
+ * sessions acting on the same item queue up here, and the second one sees
+ * the first one's job once it gets the lock.
+ */
+bool
+asr_item_load(int64 item_id, bool lock, AsrItem *item)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+	Oid			type = INT8OID;
+	Datum		id = Int64GetDatum(item_id);
+	bool		found;
+	int			nestlevel;
+
+	SPI_connect();
+	nestlevel = asr_pin_search_path();
+	asr_spi(psprintf("SELECT i.item_id, i.vault_id, v.name, i.name, i.arm_id, "
+					 "i.protection_state, i.protection_state_description, i.active_location, "
+					 "i.replication_health, i.test_failover_state, i.allowed_operations, "
+					 "i.primary_region, i.recovery_region, "
+					 "nullif(i.properties->'currentScenario'->>'scenarioName', 'None'), "
+					 "CASE WHEN jsonb_typeof(i.properties->'providerSpecificDetails'->'protectedManagedDisks') = 'array' "
+					 "  THEN jsonb_array_length(i.properties->'providerSpecificDetails'->'protectedManagedDisks') END, "
+					 "i.properties, v.reprotect_options, i.synced_at "
+					 "FROM %s i JOIN %s v USING (vault_id) WHERE i.item_id = $1%s",
+					 asr_rel("asr_items"), asr_rel("asr_vaults"),
+					 lock ? " FOR NO KEY UPDATE OF i" : ""),
+			1, &type, &id, NULL, !lock, 0);
+	found = (SPI_processed == 1);
+	if (found)
+	{
+		bool		isnull;
+		Datum		d;
+
+		item->item_id = DatumGetInt64(asr_spi_datum(0, 1, &isnull));
+		item->vault_id = DatumGetInt32(asr_spi_datum(0, 2, &isnull));
+		item->vault = copy_col(cxt, 3);
+		item->name = copy_col(cxt, 4);
+		item->arm_id = copy_col(cxt, 5);
+		item->protection_state = copy_col(cxt, 6);
+		item->protection_state_description = copy_col(cxt, 7);
+		item->active_location = copy_col(cxt, 8);
+		item->replication_health = copy_col(cxt, 9);
+		item->test_failover_state = copy_col(cxt, 10);
+		d = asr_spi_datum(0, 11, &isnull);
+		item->nops = 0;
+		item->allowed_operations = NULL;
+		if (!isnull)
+		{
+			Datum	   *elems;
+			bool	   *enulls;
+			int			n,
+						i;
+			MemoryContext old;
+
+			deconstruct_array(DatumGetArrayTypeP(d), TEXTOID, -1, false,
+							  TYPALIGN_INT, &elems, &enulls, &n);
+			old = MemoryContextSwitchTo(cxt);
+			item->allowed_operations = palloc0(sizeof(char *) * (n + 1));
+			for (i = 0; i < n; i++)
+				if (!enulls[i])
+					item->allowed_operations[item->nops++] = TextDatumGetCString(elems[i]);
+			MemoryContextSwitchTo(old);
+		}
+		item->primary_region = copy_col(cxt, 12);
+		item->recovery_region = copy_col(cxt, 13);
+		item->scenario = copy_col(cxt, 14);
+		d = asr_spi_datum(0, 15, &isnull);
+		item->disks_total = isnull ? -1 : DatumGetInt32(d);
+		item->properties = copy_jsonb_col(cxt, 16);
+		item->vault_reprotect_options = copy_jsonb_col(cxt, 17);
+		item->synced_at = DatumGetTimestampTz(asr_spi_datum(0, 18, &isnull));
+	}
+	asr_unpin_search_path(nestlevel);
+	SPI_finish();
+	return found;
+}
+
+/* "a, b, c" from column col of every row of the last result */
+static char *
+join_column(int col, const char *quote)
+{
+	StringInfoData buf;
+	uint64		i;
+
+	initStringInfo(&buf);
+	for (i = 0; i < SPI_processed; i++)
+		appendStringInfo(&buf, "%s%s%s%s", i > 0 ? ", " : "", quote,
+						 asr_spi_text((int) i, col), quote);
+	return buf.data;
+}
+
+/*
+ * Find the item a DBA means by spec: "vm", "vault/vm" or an ARM id, and
+ * load it (locked when lock).  Every way of not finding exactly one item is
+ * an error saying what exists instead.
+ */
+void
+asr_item_resolve(const char *spec, bool lock, AsrItem *item)
+{
+	Oid			types[2] = {TEXTOID, TEXTOID};
+	Datum		values[2];
+	int64		item_id = 0;
+	int			nestlevel;
+	const char *slash;
+	char	   *trimmed;
+
+	if (spec == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("item must not be NULL"),
+				 errhint("Name the VM, as in asr_item_status.name, or give the item's ARM id.")));
+	trimmed = pstrdup(spec);
+	while (*trimmed == ' ' || *trimmed == '\t')
+		trimmed++;
+	if (*trimmed == '\0')
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("item must not be empty"),
+				 errhint("Name the VM, as in asr_item_status.name, or give the item's ARM id.")));
+
+	SPI_connect();
+	nestlevel = asr_pin_search_path();
+
+	if (spec[0] == '/')
+	{
+		asr_arm_id_check(spec, ARM_SHAPE_ITEM, "item");
+		values[0] = CStringGetTextDatum(spec);
+		asr_spi(psprintf("SELECT item_id FROM %s WHERE lower(arm_id) = lower(rtrim($1, '/'))",
+						 asr_rel("asr_items")),
+				1, types, values, NULL, true, 0);
+		if (SPI_processed == 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_UNDEFINED_OBJECT),
+					 errmsg("replicated item \"%s\" does not exist", spec),
+					 errdetail("No item known to asr has this ARM id."),
+					 errhint("Run asr_sync() if the VM was protected or reprotected recently; asr_items lists the known items.")));
+	}
+	else if ((slash = strchr(spec, '/')) != NULL)
+	{
+		char	   *vault = pnstrdup(spec, slash - spec);
+		const char *name = slash + 1;
+
+		values[0] = CStringGetTextDatum(vault);
+		values[1] = CStringGetTextDatum(name);
+		asr_spi(psprintf("SELECT 1 FROM %s WHERE name = $1", asr_rel("asr_vaults")),
+				1, types, values, NULL, true, 0);
+		if (SPI_processed == 0)
+		{
+			asr_spi(psprintf("SELECT name FROM %s ORDER BY name", asr_rel("asr_vaults")),
+					0, NULL, NULL, NULL, true, 0);
+			ereport(ERROR,
+					(errcode(ERRCODE_UNDEFINED_OBJECT),
+					 errmsg("vault \"%s\" does not exist", vault),
+					 SPI_processed > 0 ?
+					 errdetail("Known vaults: %s.", join_column(1, "")) :
+					 errdetail("No vault has been added yet."),
+					 errhint("Write \"vault/name\" with a vault from asr_vaults.name, or add the vault with asr_add_vault().")));
+		}
+		asr_spi(psprintf("SELECT i.item_id, i.arm_id FROM %s i JOIN %s v USING (vault_id) "
+						 "WHERE v.name = $1 AND lower(i.name) = lower($2) ORDER BY i.item_id",
+						 asr_rel("asr_items"), asr_rel("asr_vaults")),
+				2, types, values, NULL, true, 0);
+		if (SPI_processed == 0)
+		{
+			asr_spi(psprintf("SELECT DISTINCT v.name FROM %s i JOIN %s v USING (vault_id) "
+							 "WHERE lower(i.name) = lower($2) ORDER BY v.name",
+							 asr_rel("asr_items"), asr_rel("asr_vaults")),
+					2, types, values, NULL, true, 0);
+			ereport(ERROR,
+					(errcode(ERRCODE_UNDEFINED_OBJECT),
+					 errmsg("replicated item \"%s\" does not exist in vault \"%s\"", name, vault),
+					 SPI_processed > 0 ?
+					 errdetail("An item of that name is in vault %s.", join_column(1, "")) :
+					 errdetail("No vault has an item of that name."),
+					 errhint("Run asr_sync('%s') if the VM was protected recently.", vault)));
+		}
+		if (SPI_processed > 1)
+			ereport(ERROR,
+					(errcode(ERRCODE_AMBIGUOUS_PARAMETER),
+					 errmsg("item name \"%s\" is ambiguous in vault \"%s\"", name, vault),
+					 errdetail("Items of that name: %s.", join_column(2, "")),
+					 errhint("Give the item's ARM id.")));
+	}
+	else
+	{
+		values[1] = CStringGetTextDatum(spec);
+		asr_spi(psprintf("SELECT i.item_id, v.name FROM %s i JOIN %s v USING (vault_id) "
+						 "WHERE lower(i.name) = lower($2) ORDER BY v.name, i.item_id",
+						 asr_rel("asr_items"), asr_rel("asr_vaults")),
+				2, types, values, "n ", true, 0);
+		if (SPI_processed == 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_UNDEFINED_OBJECT),
+					 errmsg("replicated item \"%s\" does not exist", spec),
+					 errhint("Run asr_sync() if the VM was protected recently; asr_items lists the known items.")));
+		if (SPI_processed > 1)
+		{
+			char	   *vaults = join_column(2, "");
+
+			ereport(ERROR,
+					(errcode(ERRCODE_AMBIGUOUS_PARAMETER),
+					 errmsg("item name \"%s\" is ambiguous", spec),
+					 errdetail("Items of that name are in vaults %s.", vaults),
+					 errhint("Write \"vault/%s\" with one of these vaults, or give the item's ARM id.", spec)));
+		}
+	}
+	{
+		bool		isnull;
+
+		item_id = DatumGetInt64(asr_spi_datum(0, 1, &isnull));
+	}
+	asr_unpin_search_path(nestlevel);
+	SPI_finish();
+
+	if (!asr_item_load(item_id, lock, item))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("replicated item \"%s\" does not exist", spec),
+				 errdetail("It was removed while this call ran.")));
+}
+
+/* The columns of asr_items, from an item document $2 (see asr_item_upsert) */
+#define ITEM_FROM_DOCUMENT \
+	"coalesce(nullif($2->'properties'->>'friendlyName', ''), $2->>'name'), " \
+	"$2->>'id', " \
+	"coalesce(nullif($2->'properties'->>'protectionState', ''), 'Unknown'), " \
+	"$2->'properties'->>'protectionStateDescription', " \
+	"CASE WHEN $2->'properties'->>'activeLocation' = ANY ('{Primary,Recovery}') " \
+	"  THEN $2->'properties'->>'activeLocation' END, " \
+	"$2->'properties'->>'replicationHealth', " \
+	"$2->'properties'->>'testFailoverState', " \
+	"ARRAY(SELECT jsonb_array_elements_text(CASE WHEN jsonb_typeof($2->'properties'->'allowedOperations') = 'array' " \
+	"  THEN $2->'properties'->'allowedOperations' ELSE '[]' END)), " \
+	"$2->'properties'->'providerSpecificDetails'->>'primaryFabricLocation', " \
+	"$2->'properties'->'providerSpecificDetails'->>'recoveryFabricLocation', " \
+	"($2->'properties'->'providerSpecificDetails'->>'rpoInSeconds')::integer, " \
+	"($2->'properties'->>'lastSuccessfulFailoverTime')::timestamptz, " \
+	"coalesce($2->'properties', '{}'), now()"
+
+/*
+ * The sync: store one item document as Azure returns it ({"id", "name",
+ * "properties": {...}}) in vault vault_id; returns item_id.
+ *
+ * The item is matched by ARM id, and failing that by its Azure name within
+ * the vault: after a reprotect Azure reports the same item name under the
+ * other region's fabric and container, and the row (with its jobs) must
+ * follow it rather than be duplicated.
+ */
+int64
+asr_item_upsert(int32 vault_id, Jsonb *document)
+{
+	Oid			types[2] = {INT4OID, JSONBOID};
+	Datum		values[2];
+	int64		item_id;
+	bool		isnull;
+	int			nestlevel;
+
+	values[0] = Int32GetDatum(vault_id);
+	values[1] = JsonbPGetDatum(document);
+
+	SPI_connect();
+	nestlevel = asr_pin_search_path();
+
+	asr_spi(psprintf("SELECT $2->>'id', $2->>'name', jsonb_typeof($2->'properties')"),
+			2, types, values, NULL, true, 0);
+	if (asr_spi_text(0, 1) == NULL || !asr_arm_id_matches(asr_spi_text(0, 1), ARM_SHAPE_ITEM) ||
+		asr_spi_text(0, 3) == NULL || strcmp(asr_spi_text(0, 3), "object") != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("not a replication protected item document"),
+				 errdetail("Expected {\"id\": \"/subscriptions/.../replicationProtectedItems/{name}\", \"name\": ..., \"properties\": {...}}.")));
+
+	asr_spi(psprintf("SELECT item_id FROM %s WHERE lower(arm_id) = lower($2->>'id') "
+					 "UNION ALL "
+					 "(SELECT item_id FROM %s WHERE vault_id = $1 "
+					 "   AND lower(regexp_replace(arm_id, '^.*/', '')) = lower($2->>'name') "
+					 "   AND NOT EXISTS (SELECT 1 FROM %s WHERE lower(arm_id) = lower($2->>'id')) "
+					 " LIMIT 2)",
+					 asr_rel("asr_items"), asr_rel("asr_items"), asr_rel("asr_items")),
+			2, types, values, NULL, false, 0);
+
+	if (SPI_processed == 1)
+	{
+		Datum		v3[3];
+		Oid			t3[3] = {INT4OID, JSONBOID, INT8OID};
+
+		item_id = DatumGetInt64(asr_spi_datum(0, 1, &isnull));
+		v3[0] = values[0];
+		v3[1] = values[1];
+		v3[2] = Int64GetDatum(item_id);
+		asr_spi(psprintf("UPDATE %s SET (name, arm_id, protection_state, "
+						 "protection_state_description, active_location, replication_health, "
+						 "test_failover_state, allowed_operations, primary_region, recovery_region, "
+						 "rpo_seconds, last_failover_at, properties, synced_at) = "
+						 "(SELECT " ITEM_FROM_DOCUMENT ") WHERE item_id = $3",
+						 asr_rel("asr_items")),
+				3, t3, v3, NULL, false, 0);
+	}
+	else
+	{
+		asr_spi(psprintf("INSERT INTO %s (vault_id, name, arm_id, protection_state, "
+						 "protection_state_description, active_location, replication_health, "
+						 "test_failover_state, allowed_operations, primary_region, recovery_region, "
+						 "rpo_seconds, last_failover_at, properties, synced_at) "
+						 "SELECT $1, " ITEM_FROM_DOCUMENT " RETURNING item_id",
+						 asr_rel("asr_items")),
+				2, types, values, NULL, false, 0);
+		item_id = DatumGetInt64(asr_spi_datum(0, 1, &isnull));
+	}
+
+	asr_unpin_search_path(nestlevel);
+	SPI_finish();
+	return item_id;
+}
+
+/*
+ * The sync: replace the recovery points of an item by the list Azure
+ * returned (an array of recovery point resources, or the {"value": [...]}
+ * page itself); returns the number of points stored.
+ *
+ * Coverage ("1 of 2 disks") is derived: covered = the point's
+ * providerSpecificDetails.disks that are protected managed disks of the
+ * item (ARM ids compared case-insensitively), total = the item's protected
+ * managed disks.  A point that lists no disks has unknown coverage (NULL),
+ * never "complete".
+ */
+int
+asr_recovery_points_replace(int64 item_id, Jsonb *points)
+{
+	Oid			types[2] = {INT8OID, JSONBOID};
+	Datum		values[2];
+	int			nestlevel;
+	int			n;
+
+	values[0] = Int64GetDatum(item_id);
+	values[1] = JsonbPGetDatum(points);
+
+	SPI_connect();
+	nestlevel = asr_pin_search_path();
+	asr_spi(psprintf("DELETE FROM %s WHERE item_id = $1", asr_rel("asr_recovery_points")),
+			2, types, values, NULL, false, 0);
+	asr_spi(psprintf("WITH item AS ("
+					 "  SELECT i.item_id, CASE WHEN jsonb_typeof(i.properties->'providerSpecificDetails'->'protectedManagedDisks') = 'array' "
+					 "    THEN ARRAY(SELECT lower(d->>'diskId') FROM jsonb_array_elements(i.properties->'providerSpecificDetails'->'protectedManagedDisks') d) "
+					 "    END AS disks FROM %s i WHERE i.item_id = $1), "
+					 "list AS (SELECT CASE WHEN jsonb_typeof($2) = 'array' THEN $2 "
+					 "  WHEN jsonb_typeof($2->'value') = 'array' THEN $2->'value' ELSE '[]' END AS l) "
+					 "INSERT INTO %s (item_id, name, arm_id, point_time, point_type, "
+					 "  disks_covered, disks_total, properties) "
+					 "SELECT item.item_id, p->>'name', p->>'id', "
+					 "  (p->'properties'->>'recoveryPointTime')::timestamptz, "
+					 "  CASE p->'properties'->>'recoveryPointType' "
+					 "    WHEN 'ApplicationConsistent' THEN 'app_consistent' "
+					 "    WHEN 'CrashConsistent' THEN 'crash_consistent' "
+					 "    ELSE coalesce(nullif(lower(p->'properties'->>'recoveryPointType'), ''), 'unknown') END, "
+					 "  CASE WHEN item.disks IS NOT NULL AND jsonb_typeof(p->'properties'->'providerSpecificDetails'->'disks') = 'array' "
+					 "    THEN (SELECT count(DISTINCT lower(x)) FROM jsonb_array_elements_text(p->'properties'->'providerSpecificDetails'->'disks') x "
+					 "          WHERE lower(x) = ANY (item.disks)) END, "
+					 "  cardinality(item.disks), "
+					 "  coalesce(p->'properties', '{}') "
+					 "FROM item, list, jsonb_array_elements(list.l) p "
+					 "ON CONFLICT (item_id, name) DO NOTHING",
+					 asr_rel("asr_items"), asr_rel("asr_recovery_points")),
+			2, types, values, NULL, false, 0);
+	n = (int) SPI_processed;
+	asr_unpin_search_path(nestlevel);
+	SPI_finish();
+	return n;
+}
+
+/*
+ * The sync, after a complete listing of a vault started at sync_started:
+ * items Azure no longer reports are deleted, unless jobs refer to them;
+ * those stay for the audit trail with no operation allowed.  Returns the
+ * number of items deleted or marked.
+ */
+int
+asr_items_forget_unseen(int32 vault_id, TimestampTz sync_started)
+{
+	Oid			types[2] = {INT4OID, TIMESTAMPTZOID};
+	Datum		values[2];
+	int			nestlevel;
+	int			n;
+
+	values[0] = Int32GetDatum(vault_id);
+	values[1] = TimestampTzGetDatum(sync_started);
+	SPI_connect();
+	nestlevel = asr_pin_search_path();
+	asr_spi(psprintf("DELETE FROM %s i WHERE vault_id = $1 AND synced_at < $2 "
+					 "AND NOT EXISTS (SELECT 1 FROM %s j WHERE j.item_id = i.item_id)",
+					 asr_rel("asr_items"), asr_rel("asr_jobs")),
+			2, types, values, NULL, false, 0);
+	n = (int) SPI_processed;
+	asr_spi(psprintf("UPDATE %s SET allowed_operations = '{}', "
+					 "protection_state_description = 'No longer reported by Azure' "
+					 "WHERE vault_id = $1 AND synced_at < $2",
+					 asr_rel("asr_items")),
+			2, types, values, NULL, false, 0);
+	n += (int) SPI_processed;
+	asr_unpin_search_path(nestlevel);
+	SPI_finish();
+	return n;
+}
+
+/*
+ * The sync: the outcome of a refresh of one vault (error NULL = success),
+ * which asr_sync reports to its caller.
+ */
+void
+asr_vault_sync_result(int32 vault_id, const char *error)
+{
+	Oid			types[2] = {INT4OID, TEXTOID};
+	Datum		values[2];
+	char		nulls[3] = "  ";
+	int			nestlevel;
+
+	values[0] = Int32GetDatum(vault_id);
+	values[1] = error ? CStringGetTextDatum(error) : (Datum) 0;
+	nulls[1] = error ? ' ' : 'n';
+	SPI_connect();
+	nestlevel = asr_pin_search_path();
+	asr_spi(psprintf("UPDATE %s SET synced_at = CASE WHEN $2 IS NULL THEN now() ELSE synced_at END, "
+					 "sync_error = $2 WHERE vault_id = $1", asr_rel("asr_vaults")),
+			2, types, values, nulls, false, 0);
+	asr_unpin_search_path(nestlevel);
+	SPI_finish();
+}
