@@ -101,7 +101,13 @@ class Handler(BaseHTTPRequestHandler):
             self._write(resp)
             return
         entry = emu.reqlog.start(listener, self, self.command, self.path, body, emu.clock.now())
-        status = None
+        done = [False]
+
+        def log(status):
+            # the log entry is complete before the client can see any answer (tests read it right after)
+            if not done[0]:
+                done[0] = True
+                emu.reqlog.finish(entry, status, started)
         try:
             rules = emu.faults.match_http(listener, self.command, path, url.query, self.headers.get("x-ms-client-request-id"))
             req.faults = rules
@@ -114,7 +120,7 @@ class Handler(BaseHTTPRequestHandler):
                 time.sleep(latency / 1000.0)
             drop = next((r for r in rules if r["action"] == "drop"), None)
             if drop and not drop.get("after"):
-                status = "dropped"
+                log("dropped")
                 self._drop()
                 return
             forced = next((r for r in rules if r["action"] == "status"), None)
@@ -123,13 +129,13 @@ class Handler(BaseHTTPRequestHandler):
             else:
                 resp = emu.dispatch(req)
             if drop:
-                status = "dropped-after"
+                log("dropped-after")
                 self._drop()
                 return
-            status = resp.status
+            log(resp.status)
             self._apply_and_write(resp, rules)
         finally:
-            emu.reqlog.finish(entry, status, started)
+            log("error")
 
     def _forced(self, rule, req):
         st = int(rule.get("status", 500))
