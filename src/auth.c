@@ -849,7 +849,7 @@ asr_auth_handle_response(AsrTokenState *st, const AsrHttpResponse *resp,
 			appendStringInfoString(&msg, ": ");
 			if (code && strncmp(desc, "AADSTS", 6) != 0)
 				appendStringInfo(&msg, "%s: ", code);
-			appendBinaryStringInfo(&msg, desc, (int) Min(n, 600));
+			appendBinaryStringInfo(&msg, desc, (int) n);
 		}
 		else if (code)
 			appendStringInfo(&msg, ": %s", code);
@@ -881,6 +881,7 @@ set_error(AsrTokenState *st, const char *code, const char *fmt,...)
 	MemoryContext old = MemoryContextSwitchTo(st->cxt);
 	StringInfoData buf;
 	char	   *p;
+	char	   *q;
 
 	initStringInfo(&buf);
 	for (;;)
@@ -895,15 +896,7 @@ set_error(AsrTokenState *st, const char *code, const char *fmt,...)
 			break;
 		enlargeStringInfo(&buf, needed);
 	}
-	if (buf.len > ASR_AUTH_MAX_ERROR)
-	{
-		buf.data[ASR_AUTH_MAX_ERROR] = '\0';
-		buf.len = ASR_AUTH_MAX_ERROR;
-	}
-	for (p = buf.data; *p; p++)
-		if ((unsigned char) *p < 0x20)
-			*p = ' ';
-
+	/* redact first: truncation could cut an echoed secret in half */
 	p = buf.data;
 	if (st->cred)
 	{
@@ -912,6 +905,16 @@ set_error(AsrTokenState *st, const char *code, const char *fmt,...)
 	}
 	p = redact(p, st->assertion);
 	p = redact(p, st->token);
+	if (strlen(p) > ASR_AUTH_MAX_ERROR)
+		p[ASR_AUTH_MAX_ERROR] = '\0';
+	/* one line of ASCII: safe in any database encoding and any log */
+	for (q = p; *q; q++)
+	{
+		if ((unsigned char) *q < 0x20)
+			*q = ' ';
+		else if ((unsigned char) *q >= 0x7f)
+			*q = '?';
+	}
 
 	if (st->last_error)
 		pfree(st->last_error);
@@ -989,6 +992,8 @@ load_certificate(AsrTokenState *st)
 	X509	   *leaf = NULL;
 	STACK_OF(X509) *certs = NULL;
 	const char *format;
+	bool		pem = false;
+	bool		p12_parsed = false;
 	unsigned char md[EVP_MAX_MD_SIZE];
 	unsigned int mdlen;
 	StringInfoData x5c;
@@ -1024,6 +1029,7 @@ load_certificate(AsrTokenState *st)
 		X509	   *x;
 
 		format = "PEM";
+		pem = true;
 		pkey = PEM_read_bio_PrivateKey(bio, NULL, pem_password,
 									   c->certificate_password);
 		if (pkey != NULL)
@@ -1042,6 +1048,7 @@ load_certificate(AsrTokenState *st)
 		format = "PKCS#12";
 		if (p12 != NULL)
 		{
+			p12_parsed = true;
 			if (!PKCS12_parse(p12, c->certificate_password ? c->certificate_password : "",
 							  &pkey, &leaf, &certs))
 				pkey = NULL;
@@ -1050,6 +1057,22 @@ load_certificate(AsrTokenState *st)
 	}
 	BIO_free(bio);
 
+	if (pkey == NULL && !pem && !p12_parsed)
+	{
+		ERR_clear_error();
+		set_error(st, "certificate_unusable",
+				  "certificate_file \"%s\" of server \"%s\" is neither a PEM file nor a PKCS#12 file",
+				  c->certificate_file, c->server_name);
+		return false;
+	}
+	if (pkey == NULL && pem && strstr(c->certificate_data, "PRIVATE KEY-----") == NULL)
+	{
+		ERR_clear_error();
+		set_error(st, "certificate_unusable",
+				  "certificate_file \"%s\" of server \"%s\" holds no private key. Put the private key and the certificate in one PEM file, or use a PKCS#12 file.",
+				  c->certificate_file, c->server_name);
+		return false;
+	}
 	if (pkey == NULL)
 	{
 		const char *reason = openssl_reason();

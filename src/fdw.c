@@ -555,6 +555,7 @@ asr_credential_lookup(const char *server_name, Oid roleid)
 	AsrCredential *cred;
 	MemoryContextCallback *cb;
 	const AsrCloud *cloud;
+	Oid			mapping_user;
 	const char *arm_scope = NULL;
 	const char *arm = NULL;
 	const char *login = NULL;
@@ -578,12 +579,15 @@ asr_credential_lookup(const char *server_name, Oid roleid)
 				 errmsg("server \"%s\" is not an %s server", server_name, ASR_FDW_NAME),
 				 errdetail("It belongs to foreign-data wrapper \"%s\".", fdw->fdwname)));
 
-	if (!SearchSysCacheExists2(USERMAPPINGUSERSERVER,
-							   ObjectIdGetDatum(roleid),
-							   ObjectIdGetDatum(server->serverid)) &&
-		!SearchSysCacheExists2(USERMAPPINGUSERSERVER,
-							   ObjectIdGetDatum(InvalidOid),
-							   ObjectIdGetDatum(server->serverid)))
+	if (SearchSysCacheExists2(USERMAPPINGUSERSERVER,
+							  ObjectIdGetDatum(roleid),
+							  ObjectIdGetDatum(server->serverid)))
+		mapping_user = roleid;
+	else if (SearchSysCacheExists2(USERMAPPINGUSERSERVER,
+								   ObjectIdGetDatum(InvalidOid),
+								   ObjectIdGetDatum(server->serverid)))
+		mapping_user = InvalidOid;
+	else
 	{
 		char	   *role = GetUserNameFromId(roleid, true);
 
@@ -610,7 +614,7 @@ asr_credential_lookup(const char *server_name, Oid roleid)
 
 	cred->server_name = pstrdup(server->servername);
 	cred->server_id = server->serverid;
-	cred->mapping_user = um->userid;
+	cred->mapping_user = mapping_user;
 	cred->cloud = ASR_DEFAULT_CLOUD;
 
 	foreach(lc, server->options)
