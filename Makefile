@@ -14,6 +14,7 @@ OBJS = \
 	src/client.o \
 	src/fdw.o \
 	src/http.o \
+	src/jwt.o \
 	src/json.o \
 	src/shmem.o \
 	src/status.o \

@@ -14,10 +14,10 @@
  * zeroed when the caller's memory context goes.  Every buffer that held a
  * secret, a private key, an assertion or a token is allocated at its final
  * size (so no realloc leaves copies behind) and zeroed before release;
- * OpenSSL objects are freed by a reset callback of the state's context.
- * JSON is built with escape_json() and read with PostgreSQL's own JSON
- * parser (common/jsonapi.h, the one under jsonb), which reports malformed
- * input as a return code instead of an ERROR.
+ * the certificate's key lives in a signer (jwt.c) in the state's context.
+ * JSON is read with PostgreSQL's own JSON parser (common/jsonapi.h, the
+ * one under jsonb), which reports malformed input as a return code
+ * instead of an ERROR.
  *
  * IDENTIFICATION
  *	  src/auth.c
@@ -27,22 +27,15 @@
 #include "postgres.h"
 
 #include <curl/curl.h>
-#include <openssl/err.h>
-#include <openssl/evp.h>
-#include <openssl/pem.h>
-#include <openssl/pkcs12.h>
-#include <openssl/rand.h>
-#include <openssl/rsa.h>
-#include <openssl/x509.h>
 
 #include "common/jsonapi.h"
 #include "lib/stringinfo.h"
 #include "mb/pg_wchar.h"
-#include "utils/json.h"
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
 
 #include "auth.h"
+#include "jwt.h"
 
 /* a request in flight longer than this is taken as lost */
 #define ASR_AUTH_REQUEST_STALE_S 600
@@ -78,14 +71,7 @@ struct AsrTokenState
 
 	AsrCredential *cred;		/* our copy */
 
-	/* certificate material, loaded on first use */
-	bool		loaded;
-	EVP_PKEY   *pkey;
-	X509	   *cert;
-	STACK_OF(X509) *chain;
-	char	   *x5t;			/* base64url SHA-1 thumbprint */
-	char	   *x5t_s256;		/* base64url SHA-256 thumbprint */
-	char	   *x5c;			/* JSON array of base64 DER, leaf first */
+	AsrSigner  *signer;			/* certificate and key, loaded on first use */
 
 	char	   *assertion;
 	int64		assertion_exp;	/* unix seconds */
@@ -111,13 +97,10 @@ static void state_setup(AsrTokenState *st, const AsrCredential *cred);
 static void state_reset_callback(void *arg);
 static void wipe_free(char **p);
 static char *concat_n(MemoryContext cxt, int n,...);
-static char *base64_encode(const unsigned char *data, size_t len, bool url);
 static char *host_of(const char *url);
 static void set_error(AsrTokenState *st, const char *code, const char *fmt,...)
 			pg_attribute_printf(3, 4);
 static void fail(AsrTokenState *st, TimestampTz now, long retry_after_s);
-static bool load_certificate(AsrTokenState *st);
-static const char *openssl_reason(void);
 static bool build_assertion(AsrTokenState *st, TimestampTz now);
 static void wipe_request_callback(void *arg);
 
@@ -229,11 +212,7 @@ state_setup(AsrTokenState *st, const AsrCredential *cred)
 
 	st->cred = c;
 	memcpy(st->fingerprint, cred->fingerprint, sizeof(st->fingerprint));
-	st->loaded = false;
-	st->pkey = NULL;
-	st->cert = NULL;
-	st->chain = NULL;
-	st->x5t = st->x5t_s256 = st->x5c = NULL;
+	st->signer = NULL;
 	st->assertion = NULL;
 	st->assertion_exp = 0;
 	st->token = NULL;
@@ -250,8 +229,7 @@ state_setup(AsrTokenState *st, const AsrCredential *cred)
 }
 
 /*
- * Runs when the state's context is reset or deleted: zero every secret
- * and free what OpenSSL allocated (EVP_PKEY_free clears the key).
+ * Runs when the state's context is reset or deleted: zero every secret.
  */
 static void
 state_reset_callback(void *arg)
@@ -264,12 +242,8 @@ state_reset_callback(void *arg)
 		explicit_bzero(st->token, strlen(st->token));
 	if (st->assertion)
 		explicit_bzero(st->assertion, strlen(st->assertion));
-	EVP_PKEY_free(st->pkey);
-	X509_free(st->cert);
-	sk_X509_pop_free(st->chain, X509_free);
-	st->pkey = NULL;
-	st->cert = NULL;
-	st->chain = NULL;
+	/* the signer has its own callback on the same context */
+	st->signer = NULL;
 	st->cred = NULL;
 	st->token = NULL;
 	st->assertion = NULL;
@@ -948,340 +922,53 @@ fail(AsrTokenState *st, TimestampTz now, long retry_after_s)
 /* ---- certificates and assertions ---- */
 
 /*
- * The OpenSSL reason of the last failure, with the queue cleared: the
- * reasons are fixed strings ("bad decrypt", "mac verify failure"), never
- * key material.
- */
-static const char *
-openssl_reason(void)
-{
-	unsigned long e = ERR_peek_last_error();
-	const char *r = e ? ERR_reason_error_string(e) : NULL;
-
-	ERR_clear_error();
-	return r ? r : "unknown error";
-}
-
-static int
-pem_password(char *buf, int size, int rwflag, void *u)
-{
-	const char *pw = (const char *) u;
-	int			n;
-
-	if (pw == NULL)
-		return -1;
-	n = strlen(pw);
-	if (n > size)
-		return -1;
-	memcpy(buf, pw, n);
-	return n;
-}
-
-/*
- * Load the key and certificates from the credential's certificate_data:
- * PEM (key and certificates in any order, the key possibly encrypted with
- * certificate_password) or PKCS#12.  The leaf is the certificate that
- * matches the key; the others form the chain sent in x5c.
- */
-static bool
-load_certificate(AsrTokenState *st)
-{
-	AsrCredential *c = st->cred;
-	BIO		   *bio;
-	EVP_PKEY   *pkey = NULL;
-	X509	   *leaf = NULL;
-	STACK_OF(X509) *certs = NULL;
-	const char *format;
-	bool		pem = false;
-	bool		p12_parsed = false;
-	unsigned char md[EVP_MAX_MD_SIZE];
-	unsigned int mdlen;
-	StringInfoData x5c;
-	int			i;
-
-	if (st->loaded)
-		return true;
-	/* what a failed attempt left behind */
-	EVP_PKEY_free(st->pkey);
-	X509_free(st->cert);
-	sk_X509_pop_free(st->chain, X509_free);
-	st->pkey = NULL;
-	st->cert = NULL;
-	st->chain = NULL;
-	if (c->certificate_data == NULL || c->certificate_len == 0)
-	{
-		set_error(st, "certificate_unusable",
-				  "could not load certificate_file \"%s\" of server \"%s\": the file is empty",
-				  c->certificate_file ? c->certificate_file : "", c->server_name);
-		return false;
-	}
-
-	ERR_clear_error();
-	bio = BIO_new_mem_buf(c->certificate_data, (int) c->certificate_len);
-	if (bio == NULL)
-	{
-		set_error(st, "out_of_memory", "could not load certificate: out of memory");
-		return false;
-	}
-
-	if (strstr(c->certificate_data, "-----BEGIN") != NULL)
-	{
-		X509	   *x;
-
-		format = "PEM";
-		pem = true;
-		pkey = PEM_read_bio_PrivateKey(bio, NULL, pem_password,
-									   c->certificate_password);
-		if (pkey != NULL)
-		{
-			certs = sk_X509_new_null();
-			(void) BIO_reset(bio);
-			while (certs && (x = PEM_read_bio_X509(bio, NULL, NULL, NULL)) != NULL)
-				sk_X509_push(certs, x);
-			ERR_clear_error();	/* the end of the file */
-		}
-	}
-	else
-	{
-		PKCS12	   *p12 = d2i_PKCS12_bio(bio, NULL);
-
-		format = "PKCS#12";
-		if (p12 != NULL)
-		{
-			p12_parsed = true;
-			if (!PKCS12_parse(p12, c->certificate_password ? c->certificate_password : "",
-							  &pkey, &leaf, &certs))
-				pkey = NULL;
-			PKCS12_free(p12);
-		}
-	}
-	BIO_free(bio);
-
-	if (pkey == NULL && !pem && !p12_parsed)
-	{
-		ERR_clear_error();
-		set_error(st, "certificate_unusable",
-				  "certificate_file \"%s\" of server \"%s\" is neither a PEM file nor a PKCS#12 file",
-				  c->certificate_file, c->server_name);
-		return false;
-	}
-	if (pkey == NULL && pem && strstr(c->certificate_data, "PRIVATE KEY-----") == NULL)
-	{
-		ERR_clear_error();
-		set_error(st, "certificate_unusable",
-				  "certificate_file \"%s\" of server \"%s\" holds no private key. Put the private key and the certificate in one PEM file, or use a PKCS#12 file.",
-				  c->certificate_file, c->server_name);
-		return false;
-	}
-	if (pkey == NULL)
-	{
-		const char *reason = openssl_reason();
-
-		set_error(st, "certificate_unusable",
-				  "could not load the private key from certificate_file \"%s\" of server \"%s\" (%s): %s. %s",
-				  c->certificate_file, c->server_name, format, reason,
-				  c->certificate_password ?
-				  "Check certificate_password of the user mapping." :
-				  "If the key is encrypted, set certificate_password in the user mapping.");
-		X509_free(leaf);
-		sk_X509_pop_free(certs, X509_free);
-		return false;
-	}
-	st->pkey = pkey;
-	if (certs == NULL)
-		certs = sk_X509_new_null();
-
-	/* the leaf is the certificate of this key; PKCS#12 names it itself */
-	if (leaf == NULL)
-	{
-		for (i = 0; i < sk_X509_num(certs); i++)
-		{
-			X509	   *x = sk_X509_value(certs, i);
-
-			if (X509_check_private_key(x, pkey) == 1)
-			{
-				leaf = sk_X509_delete(certs, i);
-				break;
-			}
-		}
-		ERR_clear_error();
-	}
-	st->chain = certs;
-	if (leaf == NULL)
-	{
-		set_error(st, "certificate_unusable",
-				  "certificate_file \"%s\" of server \"%s\" holds no certificate matching its private key",
-				  c->certificate_file, c->server_name);
-		return false;
-	}
-	st->cert = leaf;
-	if (EVP_PKEY_get_base_id(pkey) != EVP_PKEY_RSA)
-	{
-		set_error(st, "certificate_unusable",
-				  "the private key in certificate_file \"%s\" of server \"%s\" is not an RSA key",
-				  c->certificate_file, c->server_name);
-		return false;
-	}
-
-	if (!X509_digest(leaf, EVP_sha1(), md, &mdlen))
-		goto digest_failed;
-	st->x5t = MemoryContextStrdup(st->cxt, base64_encode(md, mdlen, true));
-	if (!X509_digest(leaf, EVP_sha256(), md, &mdlen))
-		goto digest_failed;
-	st->x5t_s256 = MemoryContextStrdup(st->cxt, base64_encode(md, mdlen, true));
-
-	/* x5c: standard base64 of each DER certificate, leaf first (RFC 7515) */
-	initStringInfo(&x5c);
-	appendStringInfoChar(&x5c, '[');
-	for (i = -1; i < sk_X509_num(st->chain); i++)
-	{
-		X509	   *x = i < 0 ? leaf : sk_X509_value(st->chain, i);
-		unsigned char *der = NULL;
-		int			len = i2d_X509(x, &der);
-
-		if (len <= 0)
-			goto digest_failed;
-		if (i >= 0)
-			appendStringInfoChar(&x5c, ',');
-		escape_json(&x5c, base64_encode(der, len, false));
-		OPENSSL_free(der);
-	}
-	appendStringInfoChar(&x5c, ']');
-	st->x5c = MemoryContextStrdup(st->cxt, x5c.data);
-	pfree(x5c.data);
-
-	st->loaded = true;
-	return true;
-
-digest_failed:
-	set_error(st, "certificate_unusable",
-			  "could not read the certificate in certificate_file \"%s\" of server \"%s\": %s",
-			  c->certificate_file, c->server_name, openssl_reason());
-	return false;
-}
-
-/*
- * A random (version 4) UUID for the assertion's jti.
- */
-static bool
-random_uuid(char *out)
-{
-	unsigned char b[16];
-
-	if (RAND_bytes(b, sizeof(b)) != 1)
-		return false;
-	b[6] = (b[6] & 0x0f) | 0x40;
-	b[8] = (b[8] & 0x3f) | 0x80;
-	snprintf(out, 37,
-			 "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x",
-			 b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7],
-			 b[8], b[9], b[10], b[11], b[12], b[13], b[14], b[15]);
-	return true;
-}
-
-/*
- * Build the client assertion (arm-client.md §4.3), or reuse the current
- * one until 60 s before it expires, as MSAL does.
+ * The client assertion, built or reused until 60 s before it expires as
+ * MSAL does; the certificate is loaded on first use.
  */
 static bool
 build_assertion(AsrTokenState *st, TimestampTz now)
 {
 	AsrCredential *c = st->cred;
 	int64		t = (int64) timestamptz_to_time_t(now);
-	bool		pss = (c->jwt_algorithm == ASR_JWT_PS256);
-	StringInfoData header;
-	StringInfoData claims;
-	char		jti[37];
-	char	   *input;
-	char	   *h64;
-	char	   *c64;
-	EVP_MD_CTX *md;
-	EVP_PKEY_CTX *pctx = NULL;
-	unsigned char *sig;
-	size_t		siglen = 0;
-	bool		ok;
+	char	   *error = NULL;
 
 	if (st->assertion && t < st->assertion_exp - ASR_AUTH_ASSERTION_MARGIN_S)
 		return true;
 	wipe_free(&st->assertion);
-	if (!load_certificate(st))
-		return false;
-	if (!random_uuid(jti))
+
+	if (st->signer == NULL)
 	{
-		set_error(st, "random_failed", "could not generate a random jti: %s",
-				  openssl_reason());
-		return false;
+		if (c->certificate_data == NULL || c->certificate_len == 0)
+			error = psprintf("certificate_file \"%s\" is empty",
+							 c->certificate_file ? c->certificate_file : "");
+		else
+			st->signer = asr_signer_load(c->certificate_data,
+										 c->certificate_len,
+										 c->certificate_password,
+										 c->certificate_file, st->cxt,
+										 &error);
+		if (st->signer == NULL)
+		{
+			set_error(st, "certificate_unusable",
+					  "could not use the certificate of server \"%s\": %s",
+					  c->server_name, error);
+			return false;
+		}
 	}
 
-	initStringInfo(&header);
-	appendStringInfoString(&header, "{\"alg\":");
-	escape_json(&header, pss ? "PS256" : "RS256");
-	appendStringInfoString(&header, ",\"typ\":\"JWT\",");
-	if (pss)
-	{
-		appendStringInfoString(&header, "\"x5t#S256\":");
-		escape_json(&header, st->x5t_s256);
-	}
-	else
-	{
-		appendStringInfoString(&header, "\"x5t\":");
-		escape_json(&header, st->x5t);
-	}
-	if (c->send_certificate_chain)
-		appendStringInfo(&header, ",\"x5c\":%s", st->x5c);
-	appendStringInfoChar(&header, '}');
-
-	initStringInfo(&claims);
-	appendStringInfoString(&claims, "{\"aud\":");
-	escape_json(&claims, c->token_url);
-	appendStringInfoString(&claims, ",\"iss\":");
-	escape_json(&claims, c->client_id);
-	appendStringInfoString(&claims, ",\"sub\":");
-	escape_json(&claims, c->client_id);
-	appendStringInfoString(&claims, ",\"jti\":");
-	escape_json(&claims, jti);
-	appendStringInfo(&claims, ",\"nbf\":" INT64_FORMAT ",\"iat\":" INT64_FORMAT
-					 ",\"exp\":" INT64_FORMAT "}",
-					 t, t, t + ASR_AUTH_ASSERTION_LIFE_S);
-
-	h64 = base64_encode((unsigned char *) header.data, header.len, true);
-	c64 = base64_encode((unsigned char *) claims.data, claims.len, true);
-	input = psprintf("%s.%s", h64, c64);
-	pfree(header.data);
-	pfree(claims.data);
-
-	md = EVP_MD_CTX_new();
-	ok = md != NULL &&
-		EVP_DigestSignInit(md, &pctx, EVP_sha256(), NULL, st->pkey) == 1;
-	if (ok && pss)
-		ok = EVP_PKEY_CTX_set_rsa_padding(pctx, RSA_PKCS1_PSS_PADDING) == 1 &&
-			EVP_PKEY_CTX_set_rsa_pss_saltlen(pctx, RSA_PSS_SALTLEN_DIGEST) == 1 &&
-			EVP_PKEY_CTX_set_rsa_mgf1_md(pctx, EVP_sha256()) == 1;
-	else if (ok)
-		ok = EVP_PKEY_CTX_set_rsa_padding(pctx, RSA_PKCS1_PADDING) == 1;
-	if (ok)
-		ok = EVP_DigestSign(md, NULL, &siglen,
-							(unsigned char *) input, strlen(input)) == 1;
-	sig = palloc(Max(siglen, 1));
-	if (ok)
-		ok = EVP_DigestSign(md, sig, &siglen,
-							(unsigned char *) input, strlen(input)) == 1;
-	EVP_MD_CTX_free(md);
-	if (!ok)
+	st->assertion = asr_jwt_assertion(st->signer, c->jwt_algorithm,
+									  c->send_certificate_chain,
+									  c->token_url, c->client_id, t,
+									  ASR_AUTH_ASSERTION_LIFE_S, st->cxt,
+									  &error);
+	if (st->assertion == NULL)
 	{
 		set_error(st, "signing_failed",
 				  "could not sign the client assertion for server \"%s\": %s",
-				  c->server_name, openssl_reason());
-		pfree(sig);
-		pfree(input);
+				  c->server_name, error);
 		return false;
 	}
-
-	st->assertion = concat_n(st->cxt, 3, input, ".",
-							 base64_encode(sig, siglen, true));
 	st->assertion_exp = t + ASR_AUTH_ASSERTION_LIFE_S;
-	pfree(sig);
-	pfree(input);
 	return true;
 }
 
@@ -1343,32 +1030,6 @@ concat_n(MemoryContext cxt, int n,...)
 	}
 	va_end(args);
 	*p = '\0';
-	return out;
-}
-
-/*
- * Base64 with OpenSSL; url = base64url without padding (RFC 7515 §2).
- */
-static char *
-base64_encode(const unsigned char *data, size_t len, bool url)
-{
-	char	   *out = palloc(4 * ((len + 2) / 3) + 1);
-	int			n = EVP_EncodeBlock((unsigned char *) out, data, (int) len);
-	int			i;
-
-	if (url)
-	{
-		while (n > 0 && out[n - 1] == '=')
-			n--;
-		out[n] = '\0';
-		for (i = 0; i < n; i++)
-		{
-			if (out[i] == '+')
-				out[i] = '-';
-			else if (out[i] == '/')
-				out[i] = '_';
-		}
-	}
 	return out;
 }
 
