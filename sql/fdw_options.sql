@@ -1,7 +1,9 @@
 -- The asr_azure foreign-data wrapper: every option accepted and refused in
 -- each context, secrets kept off servers, and who can see a mapping's
 -- options.
+SET client_min_messages = warning;
 CREATE EXTENSION IF NOT EXISTS asr;
+RESET client_min_messages;
 \set SHOW_CONTEXT never
 
 SELECT w.fdwname, w.fdwhandler, p.proname AS validator
