@@ -658,7 +658,20 @@ asr_credential_lookup(const char *server_name, Oid roleid)
 			jwt = v;
 	}
 
-	/* the option values themselves stay in the catalog cache copies */
+	/* our copies of the catalog's option strings: zero the secrets */
+	foreach(lc, um->options)
+	{
+		DefElem    *def = (DefElem *) lfirst(lc);
+
+		if (strcmp(def->defname, "client_secret") == 0 ||
+			strcmp(def->defname, "certificate_password") == 0)
+		{
+			char	   *v = defGetString(def);
+
+			explicit_bzero(v, strlen(v));
+		}
+	}
+
 	cloud = asr_cloud_lookup(cred->cloud);
 	Assert(cloud != NULL);
 	cred->cloud = pstrdup(cloud->name);

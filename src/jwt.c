@@ -367,6 +367,10 @@ asr_jwt_assertion(AsrSigner *signer, AsrJwtAlgorithm alg, bool chain,
 	memcpy(jwt, input, inlen);
 	jwt[inlen] = '.';
 	memcpy(jwt + inlen + 1, sig64, siglen64 + 1);
+	/* together these pieces are the assertion: zero them too */
+	explicit_bzero(sig64, siglen64);
+	explicit_bzero(sig, siglen);
+	explicit_bzero(input, inlen);
 	pfree(sig64);
 	pfree(sig);
 	pfree(input);

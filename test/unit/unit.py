@@ -324,11 +324,11 @@ def main():
     for t in ("unit-token-a", "unit-token-b", "unit-Secret"):
         check(f"log: no token or secret from the scenarios ({t[:10]}...)", t not in log)
 
-    print(f"unit: {passed} passed, {failed} failed")
     if failed == 0 and not args.keep:
         shutil.rmtree(root, ignore_errors=True)
     else:
-        print(f"unit: files kept in {root}")
+        print(f"files kept in {root}")
+    print(f"unit: {passed} passed, {failed} failed")
     sys.exit(1 if failed else 0)
 
 
