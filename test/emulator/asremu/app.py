@@ -14,7 +14,7 @@ from .faults import Faults
 from .httpcore import Response
 from .identity import Identity
 from .reqlog import RequestLog
-from .throttle import Throttle
+from .throttle import DEFAULTS, Throttle
 
 
 class Emulator:
@@ -52,7 +52,10 @@ class Emulator:
         self.reqlog.clear()
         self.config.clear()
         self.config.update(copy.deepcopy(self.base_config))
-        self.throttle.configure(self.world.settings.get("throttling") or {}, True)
+        limits = dict(DEFAULTS)
+        limits.update(self.world.settings.get("throttling") or {})
+        self.throttle.configure(limits, True)
+        self.identity.lifetime = int(self.world.settings.get("token_lifetime_seconds", 3599))
         with self.engine.lock:
             self.engine.build()
 

@@ -170,6 +170,25 @@ class Identity(unittest.TestCase):
         self.assertEqual(st, 200)
         self.assertEqual(len(doc["value"]), 3)
 
+    def test_sdk_managed_identity_credential(self):
+        """azure-identity's documented AZURE_POD_IDENTITY_AUTHORITY_HOST points it at our IMDS."""
+        import os
+        from azure.identity import ManagedIdentityCredential
+        from azure.mgmt.recoveryservicessiterecovery import SiteRecoveryManagementClient
+        r = self.emu.ready
+        os.environ["AZURE_POD_IDENTITY_AUTHORITY_HOST"] = r["imds_endpoint"]
+        try:
+            cred = ManagedIdentityCredential(client_id=r["managed_identity_client_id"])
+            c = SiteRecoveryManagementClient(cred, r["subscription_id"], r["resource_group"], r["vault"],
+                                             base_url=r["arm_endpoint"], connection_verify=r["ca_file"])
+            self.assertEqual(len(list(c.replication_protected_items.list())), 3)
+        finally:
+            del os.environ["AZURE_POD_IDENTITY_AUTHORITY_HOST"]
+        imds = self.emu.requests(listener="imds")
+        self.assertTrue(imds)
+        self.assertTrue(all(not x["authorization"] for x in imds))
+        self.assertEqual(imds[-1]["query"]["client_id"], r["managed_identity_client_id"])
+
     # ------------------------------------------------------------------ ARM bearer checks
     def test_arm_rejects_bad_tokens(self):
         path = self.emu.vault_path + "/replicationProtectedItems"
