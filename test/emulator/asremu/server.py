@@ -11,8 +11,10 @@ keep-alive, as the SDK's connection pool expects).
 import json
 import socket
 import ssl
+import sys
 import threading
 import time
+import traceback
 import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -127,7 +129,13 @@ class Handler(BaseHTTPRequestHandler):
             if forced:
                 resp = self._forced(forced, req)
             else:
-                resp = emu.dispatch(req)
+                try:
+                    resp = emu.dispatch(req)
+                except Exception:
+                    # an emulator bug: say so loudly instead of looking like a dropped connection
+                    traceback.print_exc(file=sys.stderr)
+                    resp = Response(500, {"error": {"code": "EmulatorInternalError",
+                                                    "message": traceback.format_exc().splitlines()[-1]}})
             if drop:
                 log("dropped-after")
                 self._drop()
