@@ -71,6 +71,7 @@ CREATE TABLE @extschema@.asr_vaults (
     created_by name NOT NULL DEFAULT pg_catalog."session_user"(),
     synced_at timestamptz,
     sync_error text,
+    paused boolean NOT NULL DEFAULT false,
     CONSTRAINT asr_vaults_name_key UNIQUE (name),
     CONSTRAINT asr_vaults_name_check
         CHECK (name OPERATOR(pg_catalog.<>) '' AND pg_catalog.strpos(name, '/') OPERATOR(pg_catalog.=) 0),
@@ -96,6 +97,8 @@ COMMENT ON COLUMN @extschema@.asr_vaults.synced_at IS
     'When the worker last refreshed this vault''s items and recovery points successfully.';
 COMMENT ON COLUMN @extschema@.asr_vaults.sync_error IS
     'Error of the last failed refresh, NULL after a successful one.';
+COMMENT ON COLUMN @extschema@.asr_vaults.paused IS
+    'When true the worker claims and polls none of this vault''s jobs: they stay as recorded (maintenance, tests without Azure).';
 
 CREATE TABLE @extschema@.asr_items (
     item_id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
@@ -209,7 +212,7 @@ CREATE TABLE @extschema@.asr_jobs (
     control_comment text,
     control_requested_by name,
     control_requested_at timestamptz,
-    restart_of bigint REFERENCES @extschema@.asr_jobs (job_id),
+    restart_of bigint,
     client_request_id uuid NOT NULL DEFAULT pg_catalog.gen_random_uuid(),
     operation_url text,
     location_url text,
@@ -290,7 +293,7 @@ COMMENT ON COLUMN @extschema@.asr_jobs.control IS
 COMMENT ON COLUMN @extschema@.asr_jobs.control_comment IS
     'Comment sent with a resume.';
 COMMENT ON COLUMN @extschema@.asr_jobs.restart_of IS
-    'For a job created by asr_restart: the failed or cancelled job whose ASR job it restarts.';
+    'For a job created by asr_restart: the failed or cancelled job whose ASR job it restarts (no foreign key, so that pg_dump restores asr_jobs without a circular dependency).';
 COMMENT ON COLUMN @extschema@.asr_jobs.client_request_id IS
     'Worker: x-ms-client-request-id sent with the request, to find the ASR job again after a crash (at-most-once sending).';
 COMMENT ON COLUMN @extschema@.asr_jobs.operation_url IS

@@ -41,7 +41,7 @@ PG_FUNCTION_INFO_V1(asr_wait);
 PG_FUNCTION_INFO_V1(asr_job_transition_sql);
 
 /* longest sleep between two looks at the job, should a wake-up be missed */
-#define ASR_WAIT_MAX_SLEEP_MS 5000L
+#define ASR_WAIT_MAX_SLEEP_MS 30000L
 
 /*
  * The job named by argument 0, loaded (and locked when lock) or an error.
@@ -226,10 +226,12 @@ interval_usecs(Interval *iv)
 static char *
 job_progress_text(const AsrJob *job)
 {
+	bool		task = job->current_task && !asr_job_state_is_final(job->state);
+
 	return psprintf("%s, %d%%%s%s%s", job->state, job->progress,
-					job->current_task ? ", task \"" : "",
-					job->current_task ? job->current_task : "",
-					job->current_task ? "\"" : "");
+					task ? ", task \"" : "",
+					task ? job->current_task : "",
+					task ? "\"" : "");
 }
 
 /*

@@ -431,7 +431,8 @@ asr_job_unfinished_for_item(int64 item_id, AsrJob *job)
 
 /*
  * The worker: the oldest queued job nobody else holds, locked until the
- * end of the transaction; 0 when there is none.  The worker then moves it
+ * end of the transaction; 0 when there is none.  Jobs of paused vaults
+ * are left alone.  The worker then moves it
  * to submitting with asr_job_transition(job_id, "queued", ...) and commits
  * before sending anything.
  */
@@ -443,9 +444,10 @@ asr_job_claim_next(void)
 
 	SPI_connect();
 	nestlevel = asr_pin_search_path();
-	asr_spi(psprintf("SELECT job_id FROM %s WHERE state = 'queued' "
-					 "ORDER BY job_id LIMIT 1 FOR UPDATE SKIP LOCKED",
-					 asr_rel("asr_jobs")),
+	asr_spi(psprintf("SELECT j.job_id FROM %s j JOIN %s i USING (item_id) JOIN %s v USING (vault_id) "
+					 "WHERE j.state = 'queued' AND NOT v.paused "
+					 "ORDER BY j.job_id LIMIT 1 FOR UPDATE OF j SKIP LOCKED",
+					 asr_rel("asr_jobs"), asr_rel("asr_items"), asr_rel("asr_vaults")),
 			0, NULL, NULL, NULL, false, 0);
 	if (SPI_processed == 1)
 	{
@@ -461,7 +463,7 @@ asr_job_claim_next(void)
 /*
  * The worker: up to max unfinished, already submitted jobs that are due
  * for a poll at "now" (next_poll_at NULL or passed) or carry a cancel or
- * resume request, oldest poll first.  Returns how many ids were stored.
+ * resume request, oldest poll first; none of a paused vault.  Returns how many ids were stored.
  */
 int
 asr_jobs_due(TimestampTz now, int64 *job_ids, int max)
@@ -476,11 +478,11 @@ asr_jobs_due(TimestampTz now, int64 *job_ids, int max)
 	values[1] = Int32GetDatum(max);
 	SPI_connect();
 	nestlevel = asr_pin_search_path();
-	asr_spi(psprintf("SELECT job_id FROM %s "
-					 "WHERE state = ANY ('{submitting,running,suspended}') "
-					 "  AND (next_poll_at IS NULL OR next_poll_at <= $1 OR control IS NOT NULL) "
-					 "ORDER BY next_poll_at NULLS FIRST, job_id LIMIT $2",
-					 asr_rel("asr_jobs")),
+	asr_spi(psprintf("SELECT j.job_id FROM %s j JOIN %s i USING (item_id) JOIN %s v USING (vault_id) "
+					 "WHERE j.state = ANY ('{submitting,running,suspended}') AND NOT v.paused "
+					 "  AND (j.next_poll_at IS NULL OR j.next_poll_at <= $1 OR j.control IS NOT NULL) "
+					 "ORDER BY j.next_poll_at NULLS FIRST, j.job_id LIMIT $2",
+					 asr_rel("asr_jobs"), asr_rel("asr_items"), asr_rel("asr_vaults")),
 			2, types, values, NULL, true, 0);
 	for (i = 0; i < SPI_processed && n < max; i++)
 	{

@@ -107,6 +107,11 @@ asr_unpin_search_path(int nestlevel)
 
 /*
  * SPI_execute_with_args that raises on failure.  Callers are connected.
+ *
+ * Every statement runs with a fresh snapshot (read_only is only a hint of
+ * the caller's intent): asr_wait and asr_sync re-read rows that other
+ * sessions commit while they wait, and the action functions must see a job
+ * committed by a session they waited for on the item's row lock.
  */
 int
 asr_spi(const char *query, int nargs, Oid *argtypes, Datum *values,
@@ -114,8 +119,9 @@ asr_spi(const char *query, int nargs, Oid *argtypes, Datum *values,
 {
 	int			rc;
 
+	(void) read_only;
 	rc = SPI_execute_with_args(query, nargs, argtypes, values, nulls,
-							   read_only, count);
+							   false, count);
 	if (rc < 0)
 		elog(ERROR, "asr: SPI failed (%s) for: %s",
 			 SPI_result_code_string(rc), query);
