@@ -196,6 +196,9 @@ class Arm:
                 raise self._nf("replicated item", segs[5], "ReplicationProtectedItemNotFound")
             if n == 6 and m == "GET":
                 return Response(200, item.doc(now))
+            if n == 6 and m == "DELETE":     # purge (force delete)
+                return self._action(req, ctx, vault, lambda sync: self.engine.item_action(
+                    vault, item, "purge", None, ctx["crid"], req.q("api-version"), sync=sync))
             act = low[6]
             if act == "recoverypoints" and m == "GET":
                 pts = sorted(item.rps, key=lambda p: p.time)

@@ -191,7 +191,11 @@ class Engine:
             if action not in statemachine.ACTIONS or action == "switchprotection":
                 raise ArmError(404, "NotFound", "No HTTP resource was found that matches the request.")
             gate, scenario, friendly = statemachine.ACTIONS[action]
-            self.check_allowed(item, gate, action)
+            if gate is None:
+                if item.job is not None and item.job.running:
+                    self.check_allowed(item, "DisableProtection", action)
+            else:
+                self.check_allowed(item, gate, action)
             handler = getattr(self, "_do_" + action)
             job = handler(vault, item, body or {}, crid, sync)
             target = item.arm_id()
@@ -354,6 +358,9 @@ class Engine:
                 item.rps = []
         job.on_finish.append(done)
         return job
+
+    def _do_purge(self, vault, item, body, crid, sync):
+        return self._do_remove(vault, item, {"properties": {}}, crid, sync)
 
     def _do_remove(self, vault, item, body, crid, sync):
         props = self._props(body)

@@ -40,6 +40,7 @@ ACTIONS = {
     "plannedfailover": ("PlannedFailover", "PlannedFailover", "Planned failover"),
     "remove": ("DisableProtection", "DisableDr", "Disable replication"),
     "switchprotection": ("SwitchProtection", "SwitchReplicationGroupProtection", "Reprotect"),
+    "purge": (None, "DisableDr", "Disable replication"),     # DELETE RPI: force delete, any state
 }
 
 
