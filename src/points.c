@@ -189,8 +189,7 @@ asr_point_resolve(const AsrItem *item, const char *point, bool allow_latest,
 				ereport(ERROR,
 						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 						 errmsg("recovery point time \"%s\" is in the future", point),
-						 errdetail("A timestamp chooses the newest recovery point at or before it; it is now %s.",
-								   timestamptz_to_str(GetCurrentTransactionStartTimestamp())),
+						 errdetail("A timestamp chooses the newest recovery point at or before it, and no point can be newer than the current time."),
 						 errhint("Use latest%s, or a time in the past.",
 								 allow_latest ? "" : "_processed")));
 			values[2] = TimestampTzGetDatum(ts);
