@@ -308,6 +308,7 @@ class Arm:
     def _action(self, req, ctx, vault, run):
         sync = any(f["action"] == "sync_200" for f in req.faults)
         op = run(sync)
+        op.client_request_id = ctx["crid"]
         for f in req.faults:
             if f["action"] == "lro":
                 op.pattern = f["pattern"]
@@ -436,6 +437,10 @@ class Arm:
         op = self._find_op(vault, name)
         op.loc_polls += 1
         pat = op.pattern
+        if pat == "location-201" and req.headers.get("x-ms-client-request-id") != getattr(op, "client_request_id", None):
+            # arm-client.md scenario 25: the test server asserts the poll re-sends the action's request id
+            raise ArmError(400, "ClientRequestIdMismatch",
+                           "The poll must carry the x-ms-client-request-id of the operation's initial request.")
         if pat == "location-chain":
             if req.q("hop") != "2":
                 nxt = op.loc_url + ("&" if "?" in op.loc_url else "?") + "hop=2"

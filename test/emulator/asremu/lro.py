@@ -21,7 +21,7 @@ PATTERNS = {
     "location-bad-json": "12: 202 {LOC only}; when done LOC 200 with body '{'",
     "location-bad-json-2": "13: 202 {LOC only}; when done LOC 200 with body '{'\"}'",
     "location-203": "14: 202 {LOC only}; when done LOC answers 203",
-    "location-201": "25: 201 {LOC only}; LOC 200 + resource when done",
+    "location-201": "25: 201 {LOC only}; LOC polls must carry the action's x-ms-client-request-id (else 400); 200 + resource when done",
     "retry-after-10": "26: Retry-After: 10 on the 202 and every status answer",
     "retry-after-httpdate": "27: Retry-After as an HTTP-date one hour ahead",
     "relative-urls": "28: AO and LOC are relative paths (/Subscriptions/...)",
