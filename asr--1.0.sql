@@ -601,6 +601,14 @@ CREATE VIEW @extschema@.asr_item_status AS
 REVOKE ALL ON @extschema@.asr_item_status FROM PUBLIC;
 COMMENT ON VIEW @extschema@.asr_item_status IS
     'One row per replicated VM: vault, where it runs, protection state, health, RPO, newest recovery point and its age, the asr functions allowed next, and the unfinished job if any.';
+COMMENT ON COLUMN @extschema@.asr_item_status.running_in IS
+    'The Azure region the VM runs in now (primary_region or recovery_region, by active_location).';
+COMMENT ON COLUMN @extschema@.asr_item_status.newest_point_age IS
+    'How old the newest recovery point is; grows without bound when replication stalls.';
+COMMENT ON COLUMN @extschema@.asr_item_status.allowed_actions IS
+    'The asr functions Azure allows now (asr_failover, asr_commit, ...); asr_wait and asr_cancel while a job is unfinished.';
+COMMENT ON COLUMN @extschema@.asr_item_status.unfinished_job IS
+    'job_id of the item''s unfinished job (at most one), NULL when none.';
 
 -- Credentials: the asr_azure foreign-data wrapper (DESIGN.md §4) -----------
 -- A SERVER holds the tenant, cloud and endpoints; a USER MAPPING for the

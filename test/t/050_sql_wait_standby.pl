@@ -91,5 +91,24 @@ is($standby->safe_psql('postgres', "SELECT asr_wait(1, '1 s')"), 'succeeded',
 	'asr_wait reads on a standby');
 
 $standby->stop('fast');
+
+# pg_dump, then a restore into a freshly created database (the worker's
+# database, the only one the extension installs in) keeps vaults, items,
+# jobs and the audit trail.
+my $rows = q{SELECT (SELECT string_agg(j::text, ',' ORDER BY job_id) FROM asr_jobs j)
+  || (SELECT string_agg(e::text, ',' ORDER BY event_id) FROM asr_job_events e)
+  || (SELECT string_agg(v::text, ',' ORDER BY vault_id) FROM asr_vaults v)
+  || (SELECT string_agg(i::text, ',' ORDER BY item_id) FROM asr_items i)};
+my $before = $node->safe_psql('postgres', $rows);
+my $dump = $node->basedir . '/asr.dump';
+$node->command_ok([ 'pg_dump', '-Fc', '-f', $dump, '-d', $node->connstr('postgres') ], 'pg_dump');
+$node->safe_psql('template1', 'DROP DATABASE postgres WITH (FORCE)');
+$node->safe_psql('template1', 'CREATE DATABASE postgres');
+$node->command_ok([ 'pg_restore', '--exit-on-error', '-d', $node->connstr('postgres'), $dump ],
+	'pg_restore into a fresh database');
+is($node->safe_psql('postgres', $rows), $before, 'vaults, items, jobs and events are restored');
+is($node->safe_psql('postgres', "SELECT asr_test_failover('vm1', 'latest')"), '2',
+	'the job sequence goes on after the restore');
+
 $node->stop('fast');
 done_testing();
