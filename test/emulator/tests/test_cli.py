@@ -83,3 +83,42 @@ class Cli(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class CustomWorld(unittest.TestCase):
+    """A second tenant and subscription, and RBAC on the first subscription."""
+
+    def test_rbac_and_wrong_tenant(self):
+        here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        w = json.load(open(os.path.join(here, "worlds", "default.json")))
+        sub = w["subscriptions"][0]
+        cert_sp = w["service_principals"][1]
+        sub["principals"] = [cert_sp["object_id"]]
+        w["tenants"].append({"id": "0c1a4f35-2b9e-4a57-9d7c-1e4b8f3a6d21", "domain": "fabrikam.onmicrosoft.com"})
+        w["service_principals"].append({"name": "fabrikam-sp", "tenant": "0c1a4f35-2b9e-4a57-9d7c-1e4b8f3a6d21",
+                                        "client_id": "9a7e1c52-3f4b-4d8e-b6a1-2c5d7e9f0a13",
+                                        "object_id": "5e2d8b71-6c3a-4f9e-8d1b-7a4c2e6f9b30", "secret": "fabrikam-secret"})
+        other = json.loads(json.dumps(sub))
+        other["id"] = "2b6f9d13-8e4c-4a7b-9f2d-6c1e3a5b7d90"
+        other["tenant"] = "0c1a4f35-2b9e-4a57-9d7c-1e4b8f3a6d21"
+        other.pop("principals")
+        w["subscriptions"].append(other)
+        fd, path = tempfile.mkstemp(suffix=".json")
+        with os.fdopen(fd, "w") as f:
+            json.dump(w, f)
+        emu = Emulator(scale=60, world=path)
+        try:
+            st, _, doc = emu.arm("GET", emu.vault_path + "/replicationProtectedItems")
+            self.assertEqual((st, doc["error"]["code"]), (403, "AuthorizationFailed"))
+            tok = emu.credential("pem").get_token("https://management.azure.com/.default").token
+            self.assertEqual(emu.arm("GET", emu.vault_path + "/replicationProtectedItems", token=tok)[0], 200)
+            other_path = emu.vault_path.replace(sub["id"], other["id"])
+            st, _, doc = emu.arm("GET", other_path + "/replicationProtectedItems", token=tok)
+            self.assertEqual((st, doc["error"]["code"]), (401, "InvalidAuthenticationTokenTenant"))
+            ftok = emu.token(client_id="9a7e1c52-3f4b-4d8e-b6a1-2c5d7e9f0a13", secret="fabrikam-secret",
+                             tenant="fabrikam.onmicrosoft.com")
+            st, _, doc = emu.arm("GET", other_path + "/replicationProtectedItems", token=ftok)
+            self.assertEqual((st, len(doc["value"])), (200, 3))
+        finally:
+            emu.stop()
+            os.unlink(path)
