@@ -98,7 +98,7 @@ COMMENT ON COLUMN @extschema@.asr_vaults.synced_at IS
 COMMENT ON COLUMN @extschema@.asr_vaults.sync_error IS
     'Error of the last failed refresh, NULL after a successful one.';
 COMMENT ON COLUMN @extschema@.asr_vaults.paused IS
-    'When true the worker claims and polls none of this vault''s jobs: they stay as recorded (maintenance, tests without Azure).';
+    'When true the worker leaves the vault alone: it claims and polls none of its jobs (they stay as recorded) and does not refresh it (maintenance, tests without Azure).';
 
 CREATE TABLE @extschema@.asr_items (
     item_id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,

@@ -58,18 +58,21 @@ required_text(FunctionCallInfo fcinfo, int argno, const char *name)
 	return text_to_cstring(PG_GETARG_TEXT_PP(argno));
 }
 
+/* A text argument, NULL when SQL NULL. */
 static char *
 optional_text(FunctionCallInfo fcinfo, int argno)
 {
 	return PG_ARGISNULL(argno) ? NULL : text_to_cstring(PG_GETARG_TEXT_PP(argno));
 }
 
+/* jsonb from JSON text built here (PostgreSQL's own parser). */
 static Jsonb *
 json_parse(const char *text)
 {
 	return DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(text)));
 }
 
+/* A JSON string, or null. */
 static void
 append_json_string(StringInfo buf, const char *s)
 {

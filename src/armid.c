@@ -58,6 +58,7 @@ split_id(const char *id)
 	return segs;
 }
 
+/* A GUID in its 8-4-4-4-12 hex form. */
 static bool
 is_uuid(const char *s)
 {

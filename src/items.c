@@ -30,6 +30,7 @@
 #include "items.h"
 #include "util.h"
 
+/* Column col of the first result row as a string in cxt (NULL for NULL). */
 static char *
 copy_col(MemoryContext cxt, int col)
 {
@@ -38,6 +39,7 @@ copy_col(MemoryContext cxt, int col)
 	return s ? MemoryContextStrdup(cxt, s) : NULL;
 }
 
+/* Column col of the first result row as a jsonb in cxt (NULL for NULL). */
 static Jsonb *
 copy_jsonb_col(MemoryContext cxt, int col)
 {

@@ -215,6 +215,7 @@ asr_resume(PG_FUNCTION_ARGS)
 	PG_RETURN_INT64(job.job_id);
 }
 
+/* An interval in microseconds (a month counts 30 days). */
 static int64
 interval_usecs(Interval *iv)
 {

@@ -60,6 +60,7 @@ asr_job_state_is_final(const char *state)
 		strcmp(state, "cancelled") == 0;
 }
 
+/* The state machine's entry for a state, NULL for a word that is none. */
 static const JobEdge *
 job_edge(const char *state)
 {
@@ -71,6 +72,7 @@ job_edge(const char *state)
 	return NULL;
 }
 
+/* May a job in state "from" move to state "to"? */
 static bool
 transition_allowed(const char *from, const char *to)
 {
@@ -85,6 +87,7 @@ transition_allowed(const char *from, const char *to)
 	return false;
 }
 
+/* A text Datum for SPI, setting its nulls[] flag when s is NULL. */
 static Datum
 text_or_null(const char *s, char *null)
 {
@@ -313,6 +316,7 @@ copy_bytes(MemoryContext cxt, const void *src, Size len)
 	return p;
 }
 
+/* Column col of the first result row as a string in cxt (NULL for NULL). */
 static char *
 copy_text(MemoryContext cxt, int col)
 {
@@ -321,6 +325,7 @@ copy_text(MemoryContext cxt, int col)
 	return s ? MemoryContextStrdup(cxt, s) : NULL;
 }
 
+/* Column col of the first result row as a jsonb in cxt (NULL for NULL). */
 static Jsonb *
 copy_jsonb(MemoryContext cxt, int col)
 {
@@ -342,6 +347,7 @@ copy_jsonb(MemoryContext cxt, int col)
 	"j.control, j.requested_by, j.requested_at, j.restart_of, j.client_request_id, " \
 	"j.request, j.options, j.xmin"
 
+/* An AsrJob in cxt from the first result row of a JOB_COLUMNS query. */
 static void
 fill_job(MemoryContext cxt, AsrJob *job)
 {

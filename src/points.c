@@ -86,6 +86,7 @@ newest_points(int64 item_id)
 	return buf.data;
 }
 
+/* An AsrPointChoice in cxt from the first row of a POINT_COLUMNS query. */
 static void
 fill_choice(MemoryContext cxt, AsrPointChoice *c)
 {

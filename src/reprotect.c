@@ -52,6 +52,7 @@ json_str(StringInfo b, bool *first, const char *key, const char *value)
 		appendStringInfoString(b, "null");
 }
 
+/* Append ,"key": <raw JSON>. */
 static void
 json_raw(StringInfo b, bool *first, const char *key, const char *raw)
 {
@@ -62,12 +63,14 @@ json_raw(StringInfo b, bool *first, const char *key, const char *raw)
 	appendStringInfo(b, ": %s", raw);
 }
 
+/* jsonb from JSON text built here (PostgreSQL's own parser). */
 static Jsonb *
 text_to_jsonb(const char *text)
 {
 	return DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(text)));
 }
 
+/* Azure's spelling of a disk account type, NULL when unknown. */
 static const char *
 canonical_disk_type(const char *t)
 {

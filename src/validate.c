@@ -53,6 +53,7 @@ static const ActionRule rules[] = {
 	{"cancel_failover", "asr_cancel", "CancelFailover", "Recovery", "cancel the failover of"},
 };
 
+/* The rule of an action; an unknown action is a programming error. */
 static const ActionRule *
 rule_for(const char *action)
 {
@@ -71,6 +72,7 @@ asr_action_function(const char *action)
 	return rule_for(action)->function;
 }
 
+/* Does Azure's allowedOperations list op (compared without case)? */
 static bool
 ops_contain(char **ops, int nops, const char *op)
 {
@@ -105,6 +107,7 @@ allowed_functions(char **ops, int nops, const char *active_location)
 	return buf.len ? buf.data : NULL;
 }
 
+/* s, or the given words when s is NULL or empty. */
 static const char *
 or_unknown(const char *s, const char *unknown)
 {
@@ -152,6 +155,7 @@ asr_describe_item(const AsrItem *item)
 					or_unknown(item->protection_state_description, ps));
 }
 
+/* allowedOperations as "A, B, C" ("none" when empty), for errdetail. */
 static char *
 ops_text(const AsrItem *item)
 {

@@ -44,6 +44,7 @@ PG_FUNCTION_INFO_V1(asr_sync);
 PG_FUNCTION_INFO_V1(asr_item_upsert_sql);
 PG_FUNCTION_INFO_V1(asr_recovery_points_replace_sql);
 
+/* A required, non-empty text argument, or an error naming it. */
 static char *
 arg_text(FunctionCallInfo fcinfo, int argno, const char *name)
 {
@@ -178,6 +179,7 @@ asr_add_vault(PG_FUNCTION_ARGS)
 	PG_RETURN_INT32(vault_id);
 }
 
+/* An interval in microseconds (a month counts 30 days). */
 static int64
 interval_usecs(Interval *iv)
 {
