@@ -95,7 +95,8 @@ class Engine:
         with self.lock:
             now = self.clock.now()
             for vault in self.vaults.values():
-                for job in sorted(vault.jobs.values(), key=lambda j: j.start):
+                running = [j for j in vault.jobs.values() if j.state not in jobsmod.TERMINAL]
+                for job in sorted(running, key=lambda j: j.start):
                     job.advance(now)
                 for item in list(vault.items):
                     item.tick(now)
