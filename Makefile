@@ -8,27 +8,30 @@
 
 MODULE_big = asr
 OBJS = \
+	src/api.o \
 	src/arm.o \
+	src/armid.o \
 	src/asr.o \
 	src/auth.o \
 	src/client.o \
+	src/creds.o \
+	src/dispatch.o \
 	src/fdw.o \
 	src/http.o \
-	src/jwt.o \
-	src/json.o \
-	src/shmem.o \
-	src/status.o \
-	src/worker.o \
-	src/api.o \
-	src/armid.o \
 	src/items.o \
 	src/jobapi.o \
 	src/jobs.o \
+	src/json.o \
+	src/jwt.o \
 	src/points.o \
 	src/reprotect.o \
+	src/shmem.o \
+	src/status.o \
+	src/sync.o \
 	src/util.o \
 	src/validate.o \
-	src/vaults.o
+	src/vaults.o \
+	src/worker.o
 PGFILEDESC = "asr - Azure Site Recovery disaster recovery from SQL"
 
 EXTENSION = asr

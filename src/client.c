@@ -61,6 +61,7 @@ struct AsrCall
 	/* state */
 	int			attempts;
 	bool		retried_401;
+	uint64		token_generation;	/* of the token this attempt carries */
 	bool		in_flight;
 	bool		finished;
 	TimestampTz not_before;
@@ -106,6 +107,7 @@ static void start_due(TimestampTz now, TimestampTz *next_wake);
 static void handle_done(AsrHttpTransfer *t, TimestampTz now);
 static void finish_call(AsrCall *call, AsrHttpResponse *resp);
 static void ensure_token(void *cred, TimestampTz now, TimestampTz *next_wake);
+static bool fetch_in_flight(void *cred);
 static AsrHttpResponse *local_failure(MemoryContext cxt, const char *why);
 
 void
@@ -290,6 +292,17 @@ finish_call(AsrCall *call, AsrHttpResponse *resp)
 	call->done(call, resp, call->arg);
 }
 
+static bool
+fetch_in_flight(void *cred)
+{
+	ListCell   *lc;
+
+	foreach(lc, fetches)
+		if (((TokenFetch *) lfirst(lc))->cred == cred)
+			return true;
+	return false;
+}
+
 /*
  * Start a token request for cred unless one is in flight or auth.c asks
  * us to wait (back-off after a failure).
@@ -332,6 +345,7 @@ ensure_token(void *cred, TimestampTz now, TimestampTz *next_wake)
 		pfree(f);
 		return;
 	}
+	req->secret_response = true;
 	f->transfer = asr_http_start(req, f->cxt, f);
 	old = MemoryContextSwitchTo(client_context);
 	fetches = lappend(fetches, f);
@@ -386,9 +400,23 @@ start_due(TimestampTz now, TimestampTz *next_wake)
 		bearer = tokens->bearer(call->cred, now);
 		if (bearer == NULL)
 		{
+			const char *auth_error;
+
 			ensure_token(call->cred, now, next_wake);
+			auth_error = tokens->token_error(call->cred);
+			if (auth_error != NULL && !fetch_in_flight(call->cred))
+			{
+				/* Entra refused us: the owner records why and waits */
+				finish_call(call, local_failure(call->cxt,
+												psprintf("no token: %s", auth_error)));
+			}
 			continue;
 		}
+
+		/* refresh ahead of expiry, while the current token still works */
+		if (tokens->needs_refresh(call->cred, now))
+			ensure_token(call->cred, now, next_wake);
+		call->token_generation = tokens->generation(call->cred);
 
 		old = MemoryContextSwitchTo(call->cxt);
 		memset(&req, 0, sizeof(req));
@@ -458,7 +486,7 @@ handle_done(AsrHttpTransfer *t, TimestampTz now)
 	if (resp->status == 401 && !call->retried_401)
 	{
 		/* the token was revoked or expired early: fetch a new one, once */
-		tokens->invalidate(call->cred);
+		tokens->invalidate(call->cred, call->token_generation);
 		call->retried_401 = true;
 		call->not_before = 0;
 		asr_http_release(t);

@@ -40,7 +40,11 @@ typedef struct AsrTokenSource
 	/* the request that fetches one (NULL: wait, e.g. back-off after failure) */
 	AsrHttpRequest *(*token_request) (void *cred, TimestampTz now);
 	void		(*token_response) (void *cred, const AsrHttpResponse *resp, TimestampTz now);
-	void		(*invalidate) (void *cred);
+	/* should a (new) token be fetched now, e.g. 5 minutes before expiry? */
+	bool		(*needs_refresh) (void *cred, TimestampTz now);
+	/* which token a request is sent with, so a 401 drops only that one */
+	uint64		(*generation) (void *cred);
+	void		(*invalidate) (void *cred, uint64 generation);
 	/* why no token can be had right now (for the job), or NULL */
 	const char *(*token_error) (void *cred);
 	/* earliest time a new token request makes sense */

@@ -48,6 +48,7 @@ struct AsrHttpTransfer
 	bool		in_multi;
 	bool		done;
 	bool		sensitive;
+	bool		secret_response;
 	char	   *request_body;	/* our copy, wiped when sensitive */
 	size_t		request_body_len;
 	/* filled by callbacks (malloc'd) */
@@ -259,6 +260,19 @@ transfer_release_cb(void *arg)
 	}
 	if (t->request_body && t->sensitive)
 		explicit_bzero(t->request_body, t->request_body_len);
+	if (t->response && t->secret_response)
+	{
+		ListCell   *lc;
+
+		/* a token response holds the token: leave no copy behind */
+		explicit_bzero(t->response->body, t->response->body_len);
+		foreach(lc, t->response->headers)
+		{
+			AsrHttpHeader *h = (AsrHttpHeader *) lfirst(lc);
+
+			explicit_bzero(h->value, strlen(h->value));
+		}
+	}
 }
 
 static void
@@ -288,7 +302,8 @@ asr_http_start(const AsrHttpRequest *req, MemoryContext cxt, void *tag)
 	t = MemoryContextAllocZero(cxt, sizeof(AsrHttpTransfer));
 	t->cxt = cxt;
 	t->tag = tag;
-	t->sensitive = req->sensitive;
+	t->sensitive = req->sensitive || req->secret_response;
+	t->secret_response = req->secret_response;
 	t->cb.func = transfer_release_cb;
 	t->cb.arg = t;
 	MemoryContextRegisterResetCallback(cxt, &t->cb);
@@ -333,6 +348,14 @@ asr_http_start(const AsrHttpRequest *req, MemoryContext cxt, void *tag)
 			memcpy(t->request_body, req->body, t->request_body_len);
 		t->request_body[t->request_body_len] = '\0';
 		curl_easy_setopt(easy, CURLOPT_POST, 1L);
+
+		/*
+		 * A POST gets a connection of its own: libcurl silently re-sends a
+		 * request whose reused connection died before any answer, and an
+		 * action must never reach Azure twice.
+		 */
+		curl_easy_setopt(easy, CURLOPT_FRESH_CONNECT, 1L);
+		curl_easy_setopt(easy, CURLOPT_FORBID_REUSE, 1L);
 		curl_easy_setopt(easy, CURLOPT_POSTFIELDS, t->request_body);
 		curl_easy_setopt(easy, CURLOPT_POSTFIELDSIZE_LARGE,
 						 (curl_off_t) t->request_body_len);

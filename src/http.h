@@ -33,6 +33,8 @@ typedef struct AsrHttpRequest
 	bool		no_proxy;		/* IMDS: never through a proxy */
 	bool		sensitive;		/* body or headers carry a secret: wipe
 								 * our copies when the transfer ends */
+	bool		secret_response;	/* the answer carries a secret (a token):
+									 * wipe it when the transfer is released */
 } AsrHttpRequest;
 
 typedef struct AsrHttpHeader

@@ -399,7 +399,8 @@ asr_job_load(int64 job_id, bool lock, AsrJob *job)
 					 "WHERE j.job_id = $1%s",
 					 asr_rel("asr_jobs"), asr_rel("asr_items"),
 					 lock ? " FOR UPDATE OF j" : ""),
-			1, &type, &id, NULL, !lock, 0);
+	/* not read-only: SPI then takes a fresh snapshot (asr_wait relies on it) */
+			1, &type, &id, NULL, false, 0);
 	found = (SPI_processed == 1);
 	if (found)
 		fill_job(cxt, job);

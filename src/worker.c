@@ -36,15 +36,30 @@
 #include "utils/snapmgr.h"
 
 #include "asr.h"
+#include "auth.h"
+#include "client.h"
+#include "creds.h"
+#include "dispatch.h"
+#include "http.h"
+#include "sync.h"
 
-/* Longest sleep between two cycles when nothing wakes the worker. */
-#define ASR_WORKER_MAX_SLEEP_MS 10000L
+/*
+ * Longest sleep between two looks at the tables when nothing wakes the
+ * worker (a safety sweep: PREPARE TRANSACTION does not wake it), and how
+ * often it looks while requests are in flight.
+ */
+#define ASR_WORKER_IDLE_SLEEP_MS 10000L
+#define ASR_WORKER_BUSY_SLEEP_MS 250L
 /* How often to look for CREATE EXTENSION while it is missing. */
 #define ASR_WORKER_NO_EXTENSION_SLEEP_MS 2000L
 
 static MemoryContext cycle_context = NULL;
+static bool work_pending = true;	/* woken, or just started */
+static TimestampTz next_collect = 0;	/* when jobs or a sync come due */
+static TimestampTz last_collect = 0;
 
-static long worker_cycle(void);
+static long worker_cycle(bool work_pending);
+static void worker_forget_secrets(int code, Datum arg);
 static bool extension_installed(void);
 
 /*
@@ -62,6 +77,9 @@ asr_worker_main(Datum main_arg)
 										 0);
 
 	asr_worker_publish_start();
+	before_shmem_exit(worker_forget_secrets, (Datum) 0);
+	asr_http_init();
+	asr_client_init(&asr_token_source);
 	cycle_context = AllocSetContextCreate(TopMemoryContext,
 										  "asr worker cycle",
 										  ALLOCSET_DEFAULT_SIZES);
@@ -72,12 +90,15 @@ asr_worker_main(Datum main_arg)
 	{
 		long		sleep_ms;
 		MemoryContext oldcontext;
+		bool		latch_set;
 
 		CHECK_FOR_INTERRUPTS();
 		if (ConfigReloadPending)
 		{
 			ConfigReloadPending = false;
 			ProcessConfigFile(PGC_SIGHUP);
+			/* a DBA may have fixed a credential or an endpoint */
+			asr_vaults_invalidate();
 		}
 
 		MemoryContextReset(cycle_context);
@@ -91,15 +112,16 @@ asr_worker_main(Datum main_arg)
 			sleep_ms = 1000L;
 		}
 		else
-			sleep_ms = worker_cycle();
+			sleep_ms = worker_cycle(work_pending);
 
+		/*
+		 * Sleep on the latch and the sockets of requests in flight together:
+		 * SIGTERM, SIGHUP, postmaster death and DROP DATABASE's barrier are
+		 * noticed while requests run.
+		 */
+		latch_set = asr_client_pump(sleep_ms);
+		work_pending = latch_set;
 		MemoryContextSwitchTo(oldcontext);
-
-		(void) WaitLatch(MyLatch,
-						 WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-						 sleep_ms,
-						 PG_WAIT_EXTENSION);
-		ResetLatch(MyLatch);
 	}
 }
 
@@ -109,15 +131,30 @@ asr_worker_main(Datum main_arg)
  * open across network I/O.
  */
 static long
-worker_cycle(void)
+worker_cycle(bool woken)
 {
 	bool		installed;
+	TimestampTz now = GetCurrentTimestamp();
+	TimestampTz next_jobs;
+	TimestampTz next_sync;
+	bool		busy = asr_client_pending() > 0 || asr_dispatch_active() > 0;
+
+	/*
+	 * Look at the tables only when woken at commit, when something comes
+	 * due, or (while requests run) a few times a second: an idle worker
+	 * runs no query at all between due times.
+	 */
+	if (!woken && now < next_collect &&
+		!(busy && TimestampDifferenceExceeds(last_collect, now, ASR_WORKER_BUSY_SLEEP_MS)))
+		return Min(TimestampDifferenceMilliseconds(now, next_collect),
+				   busy ? ASR_WORKER_BUSY_SLEEP_MS : ASR_WORKER_IDLE_SLEEP_MS);
+	last_collect = now;
 
 	pgstat_report_activity(STATE_RUNNING, "asr: checking for work");
 	installed = extension_installed();
 
 	SpinLockAcquire(&asr_shared->mutex);
-	asr_shared->last_poll_at = GetCurrentTimestamp();
+	asr_shared->last_poll_at = now;
 	SpinLockRelease(&asr_shared->mutex);
 
 	if (!installed)
@@ -127,9 +164,30 @@ worker_cycle(void)
 		return ASR_WORKER_NO_EXTENSION_SLEEP_MS;
 	}
 
+	next_jobs = asr_dispatch_collect();
+	next_sync = asr_sync_collect();
+	next_collect = Min(next_jobs, next_sync);
+	next_collect = Min(next_collect, TimestampTzPlusMilliseconds(now, ASR_WORKER_IDLE_SLEEP_MS));
+
+	if (asr_client_pending() > 0 || asr_dispatch_active() > 0)
+	{
+		asr_worker_set_phase("working");
+		pgstat_report_activity(STATE_IDLE, "asr: waiting for Azure");
+		return ASR_WORKER_BUSY_SLEEP_MS;
+	}
 	asr_worker_set_phase("idle");
 	pgstat_report_activity(STATE_IDLE, "asr: idle");
-	return ASR_WORKER_MAX_SLEEP_MS;
+	return Max(TimestampDifferenceMilliseconds(GetCurrentTimestamp(), next_collect), 0);
+}
+
+/*
+ * Tokens and the secrets behind them live only in this process: wipe them
+ * however it exits.
+ */
+static void
+worker_forget_secrets(int code, Datum arg)
+{
+	asr_auth_forget_all();
 }
 
 /*
