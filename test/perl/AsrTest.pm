@@ -11,8 +11,22 @@ use Exporter 'import';
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Time::HiRes qw(usleep);
+use Test::More;
+use JSON::PP;
+use HTTP::Tiny;
+use File::Basename qw(dirname);
+use Cwd qw(abs_path);
 
-our @EXPORT = qw(asr_node worker_pid wait_for_query);
+our @EXPORT = qw(asr_node worker_pid wait_for_query start_emulator
+  emulator_control emulator_requests configure_azure);
+
+my @emulators;
+
+END
+{
+	# stop every emulator this test started, whatever happened
+	kill 'TERM', $_->{pid} for grep { $_->{pid} } @emulators;
+}
 
 # A new node with asr preloaded; extra postgresql.conf lines may follow.
 sub asr_node
@@ -56,6 +70,103 @@ sub wait_for_query
 	}
 	diag("waited ${timeout}s for [$query] = [$expected], last got [$got]");
 	return 0;
+}
+
+# Start the ASR emulator (test/emulator/asr-emulator) with extra arguments;
+# returns its ready.json as a hash.  It is stopped when the test ends.
+sub start_emulator
+{
+	my (%opts) = @_;
+	my $top = $ENV{ASR_TOP} // abs_path(dirname(__FILE__) . '/../..');
+	my $dir = PostgreSQL::Test::Utils::tempdir('emulator');
+	my @args = ("$top/test/emulator/asr-emulator", '--state-dir', $dir,
+		@{ $opts{args} // [] });
+	my $pid = fork();
+	die "fork: $!" unless defined $pid;
+	if ($pid == 0)
+	{
+		open(STDOUT, '>', "$dir/stdout.log");
+		open(STDERR, '>', "$dir/stderr.log");
+		exec(@args) or die "exec: $!";
+	}
+	my $emu = { pid => $pid, dir => $dir };
+	push @emulators, $emu;
+	my $deadline = time() + 30;
+	while (!-f "$dir/ready.json" && time() < $deadline)
+	{
+		usleep(50_000);
+	}
+	die "emulator did not start: " . PostgreSQL::Test::Utils::slurp_file("$dir/stderr.log")
+	  unless -f "$dir/ready.json";
+	my $ready = decode_json(PostgreSQL::Test::Utils::slurp_file("$dir/ready.json"));
+	$emu->{$_} = $ready->{$_} for keys %$ready;
+	$emu->{pid} = $pid;
+	return $emu;
+}
+
+# Call the emulator's control API; returns the decoded JSON answer.
+sub emulator_control
+{
+	my ($emu, $method, $path, $body) = @_;
+	my $http = HTTP::Tiny->new(timeout => 30);
+	my $res = $http->request($method, $emu->{control_endpoint} . $path,
+		defined $body
+		? { content => encode_json($body), headers => { 'Content-Type' => 'application/json' } }
+		: {});
+	die "control $method $path: $res->{status} $res->{content}" unless $res->{success};
+	return length($res->{content}) ? decode_json($res->{content}) : undef;
+}
+
+# The emulator's request log entries (arrayref), optionally filtered:
+# method => 'POST', path => REGEX.
+sub emulator_requests
+{
+	my ($emu, %filter) = @_;
+	my @q;
+	push @q, "method=$filter{method}" if $filter{method};
+	push @q, 'path=' . _uri_escape($filter{path}) if $filter{path};
+	my $res = emulator_control($emu, 'GET', '/requests' . (@q ? '?' . join('&', @q) : ''));
+	return ref $res eq 'HASH' ? $res->{requests} // $res->{value} // [] : $res;
+}
+
+sub _uri_escape
+{
+	my ($s) = @_;
+	$s =~ s/([^A-Za-z0-9\-._~])/sprintf('%%%02X', ord($1))/ge;
+	return $s;
+}
+
+# Point a node's asr at the emulator: CA, foreign server, user mapping,
+# vault 'dr'.  auth => client_secret (default) | certificate | managed_identity.
+sub configure_azure
+{
+	my ($node, $emu, %opts) = @_;
+	my $auth = $opts{auth} // 'client_secret';
+	my $mapping;
+	if ($auth eq 'client_secret')
+	{
+		$mapping = "auth 'client_secret', client_id '$emu->{client_id}', client_secret '$emu->{client_secret}'";
+	}
+	elsif ($auth eq 'certificate')
+	{
+		$mapping = "auth 'certificate', client_id '$emu->{cert_client_id}', certificate_file '$emu->{certificate_file}'";
+	}
+	else
+	{
+		$mapping = "auth 'managed_identity', client_id '$emu->{managed_identity_client_id}'";
+	}
+	$node->safe_psql('postgres', qq{
+		CREATE SERVER azure FOREIGN DATA WRAPPER asr_azure OPTIONS (
+			tenant_id '$emu->{tenant_id}',
+			arm_endpoint '$emu->{arm_endpoint}',
+			login_endpoint '$emu->{login_endpoint}',
+			imds_endpoint '$emu->{imds_endpoint}');
+		CREATE USER MAPPING FOR PUBLIC SERVER azure OPTIONS ($mapping);
+		SELECT asr_add_vault('dr', 'azure', '$emu->{subscription_id}',
+		                     '$emu->{resource_group}', '$emu->{vault}',
+		                     '{"cache_storage_account": {"eastus": "/subscriptions/$emu->{subscription_id}/resourceGroups/contoso-dr/providers/Microsoft.Storage/storageAccounts/cacheeastus", "westus2": "/subscriptions/$emu->{subscription_id}/resourceGroups/contoso-dr/providers/Microsoft.Storage/storageAccounts/cachewestus2"}}');
+	});
+	return;
 }
 
 1;
