@@ -4,9 +4,27 @@
 # what is missing, as a normal user it stops with the exact command to run.
 
 PG_MAJOR=15
-PG_BIN=/usr/lib/postgresql/$PG_MAJOR/bin
-PGXS_DIR=/usr/lib/postgresql/$PG_MAJOR/lib/pgxs
 SYS_PYTHON=/usr/bin/python3
+
+# ASR_PG_PREFIX names a private, relocatable copy of Debian's PostgreSQL to
+# build against and test with (PostgreSQL finds its lib and share
+# directories relative to its binaries).  Engineers working side by side use
+# one each so that nobody's "make install" changes another's test run; a
+# normal user without write access to the system's PostgreSQL gets one in
+# .pg/ automatically.
+if [ -z "${ASR_PG_PREFIX+set}" ] && [ "$(id -u)" -ne 0 ] &&
+	[ ! -w /usr/lib/postgresql/$PG_MAJOR/lib ]; then
+	ASR_PG_PREFIX=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)/.pg
+fi
+# children (the suites, the cluster script) inherit the decision, even "none"
+export ASR_PG_PREFIX="${ASR_PG_PREFIX:-}"
+if [ -n "$ASR_PG_PREFIX" ]; then
+	PG_BIN=$ASR_PG_PREFIX/usr/lib/postgresql/$PG_MAJOR/bin
+	PGXS_DIR=$ASR_PG_PREFIX/usr/lib/postgresql/$PG_MAJOR/lib/pgxs
+else
+	PG_BIN=/usr/lib/postgresql/$PG_MAJOR/bin
+	PGXS_DIR=/usr/lib/postgresql/$PG_MAJOR/lib/pgxs
+fi
 
 # Debian packages the build, the tests and the demo need.
 ASR_PACKAGES="make gcc pkg-config rsync procps openssl ca-certificates \
@@ -37,9 +55,23 @@ ensure_packages() {
 	fi
 }
 
+# Make the private copy of PostgreSQL named by ASR_PG_PREFIX, once.
+ensure_private_pg() {
+	[ -n "${ASR_PG_PREFIX:-}" ] || return 0
+	[ -x "$PG_BIN/postgres" ] && return 0
+	say "making a private copy of PostgreSQL in $ASR_PG_PREFIX"
+	mkdir -p "$ASR_PG_PREFIX/usr/lib/postgresql" "$ASR_PG_PREFIX/usr/share/postgresql" \
+		"$ASR_PG_PREFIX/usr/include"
+	cp -a /usr/lib/postgresql/$PG_MAJOR "$ASR_PG_PREFIX/usr/lib/postgresql/"
+	cp -a /usr/share/postgresql/$PG_MAJOR "$ASR_PG_PREFIX/usr/share/postgresql/"
+	cp -a /usr/include/postgresql "$ASR_PG_PREFIX/usr/include/"
+	chmod -R u+w "$ASR_PG_PREFIX"
+}
+
 # Build and install the extension into the server that pg_config names.
 build_and_install() {
 	local top=$1
+	ensure_private_pg
 	make -C "$top" -s PG_CONFIG=$PG_BIN/pg_config >/dev/null || die "build failed"
 	local pkglibdir
 	pkglibdir=$($PG_BIN/pg_config --pkglibdir)
@@ -67,7 +99,8 @@ stage_tree() {
 	local top=$1 user=$2 dest
 	dest=$(mktemp -d /tmp/asr-run.XXXXXX)
 	rsync -a --exclude .git --exclude tmp_check --exclude tmp_check_iso \
-		--exclude results --exclude output_iso --exclude .test-run "$top"/ "$dest"/
+		--exclude results --exclude output_iso --exclude .test-run --exclude /.pg \
+		"$top"/ "$dest"/
 	[ "$(id -u)" -eq 0 ] && chown -R "$user" "$dest"
 	chmod 755 "$dest"
 	echo "$dest"
