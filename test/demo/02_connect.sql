@@ -1,6 +1,8 @@
 -- asr demo, step 2: credentials as a foreign server + user mapping (the
 -- secret is only readable by superusers), then the vault, then a refresh.
 \pset footer off
+-- (the statements that carry the secret are not echoed)
+\set ECHO none
 \set QUIET on
 SELECT format($$CREATE SERVER azure FOREIGN DATA WRAPPER asr_azure OPTIONS (
     tenant_id %L, arm_endpoint %L, login_endpoint %L)$$,
@@ -9,7 +11,16 @@ SELECT format($$CREATE USER MAPPING FOR PUBLIC SERVER azure OPTIONS (
     auth 'client_secret', client_id %L, client_secret %L)$$,
     :'client_id', :'client_secret') \gexec
 \set QUIET off
+\set ECHO queries
+\echo 'CREATE SERVER azure FOREIGN DATA WRAPPER asr_azure OPTIONS (tenant_id, arm_endpoint, login_endpoint)'
+\echo 'CREATE USER MAPPING FOR PUBLIC SERVER azure OPTIONS (auth ''client_secret'', client_id, client_secret)'
 SELECT srvname, srvoptions FROM pg_foreign_server WHERE srvname = 'azure';
+-- a role without privileges cannot see the mapping's options
+CREATE ROLE demo_nobody;
+SET ROLE demo_nobody;
+SELECT srvname, usename, umoptions FROM pg_user_mappings;
+RESET ROLE;
+DROP ROLE demo_nobody;
 
 SELECT asr_add_vault('dr', 'azure', :'subscription_id', :'resource_group', :'vault',
     reprotect_options => jsonb_build_object('cache_storage_account', jsonb_build_object(

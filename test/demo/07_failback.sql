@@ -14,6 +14,7 @@ SELECT j.job_id, j.action, j.state, j.progress, j.requested_point,
        j.submitted_at::time(0) AS submitted, j.finished_at::time(0) AS finished
   FROM asr_jobs j JOIN asr_items i USING (item_id)
  WHERE i.name = 'app-vm-01' ORDER BY j.job_id;
-SELECT * FROM asr_item_status ORDER BY 1, 2;
+SELECT vault, name, running_in, protection_state, replication_health, allowed_actions, unfinished_job
+  FROM asr_item_status ORDER BY vault, name;
 SELECT pid IS NOT NULL AS worker_running, requests_in_flight, last_error, throttled_until
   FROM asr_worker_status;
