@@ -118,11 +118,14 @@ sub emulator_control
 }
 
 # The emulator's request log entries (arrayref), optionally filtered:
-# method => 'POST', path => REGEX.
+# method => 'POST', path => REGEX, listener => 'arm'|'login'|'imds',
+# since => SEQ (entries after that sequence number).
 sub emulator_requests
 {
 	my ($emu, %filter) = @_;
 	my @q;
+	push @q, "since=$filter{since}" if $filter{since};
+	push @q, "listener=$filter{listener}" if $filter{listener};
 	push @q, "method=$filter{method}" if $filter{method};
 	push @q, 'path=' . _uri_escape($filter{path}) if $filter{path};
 	my $res = emulator_control($emu, 'GET', '/requests' . (@q ? '?' . join('&', @q) : ''));
@@ -137,13 +140,20 @@ sub _uri_escape
 }
 
 # Point a node's asr at the emulator: CA, foreign server, user mapping,
-# vault 'dr'.  auth => client_secret (default) | certificate | managed_identity.
+# vault 'dr'.  auth => client_secret (default) | certificate | managed_identity;
+# mapping => "..." replaces the user mapping's options, server_options =>
+# "cloud '...'" adds options to the server.
 sub configure_azure
 {
 	my ($node, $emu, %opts) = @_;
 	my $auth = $opts{auth} // 'client_secret';
-	my $mapping;
-	if ($auth eq 'client_secret')
+	my $mapping = $opts{mapping};
+	my $server_options = $opts{server_options} ? ", $opts{server_options}" : '';
+	if (defined $mapping)
+	{
+		# the caller's options as given
+	}
+	elsif ($auth eq 'client_secret')
 	{
 		$mapping = "auth 'client_secret', client_id '$emu->{client_id}', client_secret '$emu->{client_secret}'";
 	}
@@ -160,7 +170,7 @@ sub configure_azure
 			tenant_id '$emu->{tenant_id}',
 			arm_endpoint '$emu->{arm_endpoint}',
 			login_endpoint '$emu->{login_endpoint}',
-			imds_endpoint '$emu->{imds_endpoint}');
+			imds_endpoint '$emu->{imds_endpoint}'$server_options);
 		CREATE USER MAPPING FOR PUBLIC SERVER azure OPTIONS ($mapping);
 		SELECT asr_add_vault('dr', 'azure', '$emu->{subscription_id}',
 		                     '$emu->{resource_group}', '$emu->{vault}',
