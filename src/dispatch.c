@@ -19,6 +19,42 @@
  * that ASR keeps at the start of the job's activityId, then the item's
  * currentScenario -- before anything is sent again.
  *
+ * Long-running operations (arm-client.md sections 1 and 2).  An ASR action
+ * answers 202 with Azure-AsyncOperation (replicationOperationStatus/{job})
+ * and Location (operationresults/{job}); both name the ASR job, and so
+ * does x-ms-request-id.  The ASR job is the operation: its document carries
+ * the state the status document would give, plus tasks, progress and
+ * Azure's errors with possible causes and recommended actions.  So:
+ *
+ *	- the job name is taken from Location, then Azure-AsyncOperation, then
+ *	  x-ms-request-id (arm.c), and the worker polls replicationJobs/{name},
+ *	  carrying the action's x-ms-client-request-id like an SDK poller;
+ *	- Azure-AsyncOperation and Location are checked with
+ *	  asr_url_same_origin() (https, no userinfo, the configured ARM host
+ *	  and port; relative URLs are joined to the ARM endpoint) and stored
+ *	  only when they pass; a foreign URL is named in the job's detail and
+ *	  nothing is ever sent to it (client.c checks every URL again);
+ *	- when no job name can be derived (202 with neither header nor request
+ *	  id), the vault's job list matched on the client request id finds the
+ *	  job -- that also covers an unreachable or unreadable status URL; a
+ *	  200/201/204 without any of them finished synchronously;
+ *	- terminal states are compared case-insensitively, Canceled and
+ *	  Cancelled alike, unknown states keep polling; Retry-After (seconds or
+ *	  HTTP-date), retry-after-ms and x-ms-retry-after-ms set the next poll;
+ *	- a restarted worker resumes from the stored job name (and next_poll_at);
+ *	  nothing is re-sent.
+ *
+ * Polling at scale: when more than VAULT_LIST_THRESHOLD jobs of one vault
+ * are due for a poll, one GET of the vault's job list ($filter StartTime,
+ * following nextLink) updates all of them; a job the list does not show is
+ * polled on its own.  Transient answers (408, 429, 5xx, transport errors)
+ * never fail a job: client.c retries them with back-off, and whatever is
+ * left makes the job wait and poll again.  A malformed, truncated or huge
+ * body only delays the job it belongs to.  A Suspended job becomes
+ * 'suspended' and waits for asr_resume or asr_cancel; it is never resumed
+ * by the worker.  A job still unfinished after asr.job_timeout fails with
+ * JobTimeout (Azure's job is left alone).
+ *
  * IDENTIFICATION
  *	  src/dispatch.c
  *
@@ -49,6 +85,8 @@
 #define MAX_ACTIVE_JOBS 2000
 /* Look this far before a job's request time in Azure's job list. */
 #define RECONCILE_WINDOW_S 600
+/* Poll a vault through its job list when more jobs than this are due. */
+#define VAULT_LIST_THRESHOLD 5
 
 typedef enum Phase
 {
@@ -73,10 +111,22 @@ typedef struct JobCtx
 	char	   *list_url;		/* next page of the job list */
 	bool		conflict_seen;	/* a 409 was already reconciled once */
 	AsrJobDoc  *doc;			/* the finished ASR job */
+	struct VaultPoll *vp;		/* the job list polling for this job */
 } JobCtx;
+
+/* One GET of a vault's job list standing for the polls of many jobs. */
+typedef struct VaultPoll
+{
+	MemoryContext cxt;
+	int			vault_id;
+	List	   *jobs;			/* of JobCtx *, all in PH_POLL */
+	List	   *seen;			/* of JobCtx * the list has answered for */
+	bool		finished;
+} VaultPoll;
 
 static MemoryContext dispatch_context = NULL;
 static List *active = NIL;		/* of JobCtx * */
+static List *vault_polls = NIL; /* of VaultPoll * */
 
 static void start_phase(JobCtx *jc);
 static void on_response(AsrCall *call, AsrHttpResponse *resp, void *arg);
@@ -281,6 +331,25 @@ request_path(JobCtx *jc, char **body)
 }
 
 /*
+ * The vault's job list from a little before since, in PowerShell's form:
+ * StartTime eq '<UTC round-trip time>' (ASR reads eq as "at or after").
+ */
+static char *
+job_list_url(AsrVault *v, TimestampTz since)
+{
+	struct pg_tm tm;
+	fsec_t		fsec;
+
+	since = TimestampTzPlusMilliseconds(since, -RECONCILE_WINDOW_S * 1000L);
+	if (timestamp2tm(since, NULL, &tm, &fsec, NULL, NULL) != 0)
+		elog(ERROR, "timestamp out of range");
+	return psprintf("%s&$filter=StartTime%%20eq%%20%%27%04d-%02d-%02dT%02d:%02d:%02d.0000000Z%%27",
+					asr_arm_url(v->arm_endpoint, v->vault_path, "/replicationJobs"),
+					tm.tm_year, tm.tm_mon, tm.tm_mday,
+					tm.tm_hour, tm.tm_min, tm.tm_sec);
+}
+
+/*
  * Send this job's next call.  Calls are queued with the client; they go
  * out when the token, the budget and the concurrency limit allow.
  */
@@ -294,6 +363,7 @@ start_phase(JobCtx *jc)
 	char	   *path;
 	bool		write = false;
 	const char *method = "GET";
+	const char *crid = NULL;
 
 	if (v == NULL)
 	{
@@ -337,28 +407,15 @@ start_phase(JobCtx *jc)
 			if (jc->list_url)
 				url = jc->list_url;
 			else
-			{
-				/* PowerShell's form: StartTime eq '<UTC round-trip time>' */
-				TimestampTz since = TimestampTzPlusMilliseconds(jc->job.requested_at,
-																-RECONCILE_WINDOW_S * 1000L);
-				char	   *filter;
-				struct pg_tm tm;
-				fsec_t		fsec;
-
-				if (timestamp2tm(since, NULL, &tm, &fsec, NULL, NULL) != 0)
-					elog(ERROR, "timestamp out of range");
-				filter = psprintf("StartTime%%20eq%%20%%27%04d-%02d-%02dT%02d:%02d:%02d.0000000Z%%27",
-								  tm.tm_year, tm.tm_mon, tm.tm_mday,
-								  tm.tm_hour, tm.tm_min, tm.tm_sec);
-				url = psprintf("%s&$filter=%s",
-							   asr_arm_url(v->arm_endpoint, v->vault_path, "/replicationJobs"),
-							   filter);
-			}
+				url = job_list_url(v, jc->job.requested_at);
 			break;
 		case PH_SCENARIO_JOB:
 		case PH_POLL:
 			url = asr_arm_url(v->arm_endpoint, v->vault_path,
 							  psprintf("/replicationJobs/%s", jc->job.azure_job));
+			/* like an SDK poller: the action's own x-ms-client-request-id */
+			if (jc->phase == PH_POLL)
+				crid = jc->job.client_request_id;
 			break;
 		case PH_CONTROL:
 			method = "POST";
@@ -380,7 +437,8 @@ start_phase(JobCtx *jc)
 	asr_vault_call_spec(v, &spec, method, url, write);
 	spec.body = body;
 	if (jc->phase == PH_POST)
-		spec.client_request_id = jc->job.client_request_id;
+		crid = jc->job.client_request_id;
+	spec.client_request_id = crid;
 	(void) asr_client_call(&spec, jc->cxt, on_response, jc);
 }
 
@@ -446,6 +504,40 @@ answer_check_item(JobCtx *jc, AsrHttpResponse *resp)
 }
 
 /*
+ * An LRO URL from a response (Azure-AsyncOperation or Location), made
+ * absolute against the ARM endpoint when relative, and kept only when it
+ * passes the origin check: https, no userinfo, the ARM host and port.  A
+ * rejected URL is named (without its query, which may be signed) in notes.
+ */
+static char *
+checked_async_url(AsrVault *v, AsrHttpResponse *resp, const char *header, char **notes)
+{
+	const char *value = asr_http_header(resp, header);
+	char	   *url;
+	const char *why = NULL;
+
+	if (value == NULL || value[0] == '\0')
+		return NULL;
+	if (value[0] == '/' && value[1] != '/')
+	{
+		size_t		blen = strlen(v->arm_endpoint);
+
+		while (blen > 0 && v->arm_endpoint[blen - 1] == '/')
+			blen--;
+		url = psprintf("%.*s%s", (int) blen, v->arm_endpoint, value);
+	}
+	else
+		url = pstrdup(value);
+	if (asr_url_same_origin(url, v->arm_endpoint, false, &why))
+		return url;
+	*notes = psprintf("%s; the %s URL was not followed (%s)",
+					  *notes ? *notes : "",
+					  strcmp(header, "location") == 0 ? "Location" : "Azure-AsyncOperation",
+					  why ? why : "not on the ARM endpoint");
+	return NULL;
+}
+
+/*
  * The answer to an action POST.  202 (or 200/201) with a job name: the
  * job runs.  A refusal: the job fails with Azure's error.  Anything that
  * leaves the outcome unknown (a 5xx, a timeout after the request left):
@@ -457,6 +549,10 @@ answer_post(JobCtx *jc, AsrHttpResponse *resp)
 	AsrRetryClass cls = asr_arm_classify(resp);
 	AsrJobUpdate u = {0};
 	char	   *name;
+	AsrVault   *v;
+	char	   *operation_url;
+	char	   *location_url;
+	char	   *notes = NULL;
 
 	if (cls == ASR_FATAL && resp->status != 409)
 	{
@@ -498,20 +594,49 @@ answer_post(JobCtx *jc, AsrHttpResponse *resp)
 	}
 
 	name = asr_arm_job_name(resp);
+	v = job_vault(jc);
+	operation_url = checked_async_url(v, resp, "azure-asyncoperation", &notes);
+	location_url = checked_async_url(v, resp, "location", &notes);
+	if (name == NULL && resp->status != 202 &&
+		asr_http_header(resp, "azure-asyncoperation") == NULL &&
+		asr_http_header(resp, "location") == NULL)
+	{
+		/* 200/201/204 without LRO headers: finished synchronously */
+		AsrJobDoc  *doc = palloc0(sizeof(AsrJobDoc));
+
+		doc->state = "Succeeded";
+		doc->state_description = psprintf("finished synchronously (HTTP %ld)", resp->status);
+		jc->doc = doc;
+		u.state = "running";
+		u.detail = psprintf("Azure finished the request synchronously (HTTP %ld)", resp->status);
+		u.progress = -1;
+		u.last_error = "";
+		u.count_attempt = true;
+		update_job(jc->job_id, NULL, &u);
+		jc->phase = PH_FINAL;
+		asr_sync_item(v, jc->job.item_id, jc->job.item_arm_id, jc->cxt, on_final_synced, jc);
+		return;
+	}
 	if (name == NULL)
 	{
 		/* accepted, but Azure did not say which job: find it */
+		u.progress = -1;
+		u.last_error = psprintf("Azure accepted the request (HTTP %ld) without naming its job%s; "
+								"looking for it in the vault's job list",
+								resp->status, notes ? notes : "");
+		update_job(jc->job_id, NULL, &u);
 		jc->phase = PH_LIST_JOBS;
 		jc->list_url = NULL;
 		start_phase(jc);
 		return;
 	}
 	u.state = "running";
-	u.detail = psprintf("Azure accepted the request (HTTP %ld); ASR job %s", resp->status, name);
+	u.detail = psprintf("Azure accepted the request (HTTP %ld); ASR job %s%s", resp->status, name,
+						notes ? notes : "");
 	u.progress = -1;
 	u.azure_job = name;
-	u.operation_url = asr_http_header(resp, "azure-asyncoperation");
-	u.location_url = asr_http_header(resp, "location");
+	u.operation_url = operation_url;
+	u.location_url = location_url;
 	u.next_poll_at = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
 												 asr_arm_retry_after_ms(resp, asr_poll_interval * 1000L));
 	u.last_error = "";
@@ -865,7 +990,8 @@ final_step(JobCtx *jc, void *arg)
 	{
 		case ASR_JOB_SUCCEEDED:
 			u.state = "succeeded";
-			u.detail = psprintf("ASR job %s %s%s", doc->name ? doc->name : jc->job.azure_job,
+			u.detail = psprintf("ASR job %s %s%s",
+								doc->name ? doc->name : jc->job.azure_job ? jc->job.azure_job : "(unnamed)",
 								doc->state_description ? doc->state_description : "Succeeded",
 								doc->new_item_id ? "; the item now lives at its new path" : "");
 			if (strcmp(jc->job.action, "failover") == 0 ||
@@ -897,6 +1023,219 @@ on_final_synced(void *arg, const char *error)
 	if (jc->finished)
 		return;
 	run_job_step(jc, final_step, (void *) error);
+}
+
+/* ----------------------------------------------------------------
+ * polling a vault through its job list
+ * ---------------------------------------------------------------- */
+
+static void on_vault_list(AsrCall *call, AsrHttpResponse *resp, void *arg);
+
+static void
+start_step(JobCtx *jc, void *arg)
+{
+	start_phase(jc);
+}
+
+/* the list could not answer for these jobs: poll each on its own */
+static void
+vault_poll_fallback(VaultPoll *vp)
+{
+	ListCell   *lc;
+
+	vp->finished = true;
+	foreach(lc, vp->jobs)
+	{
+		JobCtx	   *jc = (JobCtx *) lfirst(lc);
+
+		jc->vp = NULL;
+		if (jc->finished || list_member_ptr(vp->seen, jc))
+			continue;
+		run_job_step(jc, start_step, NULL);
+	}
+}
+
+/* send (the next page of) a vault's job list, inside a transaction */
+static bool
+vault_poll_send(VaultPoll *vp, const char *url)
+{
+	AsrVault   *v = asr_vault_get(vp->vault_id, false);
+	AsrCallSpec spec;
+
+	if (v == NULL || v->auth == NULL)
+		return false;
+	asr_vault_call_spec(v, &spec, "GET", url, false);
+	(void) asr_client_call(&spec, vp->cxt, on_vault_list, vp);
+	return true;
+}
+
+/*
+ * Hand one job document of the list to its job as if it were the answer
+ * of its own poll (same status and headers, so Retry-After still counts).
+ */
+static void
+vault_poll_dispatch(VaultPoll *vp, AsrHttpResponse *resp, JsonbContainer *jobdoc)
+{
+	char	   *name = asr_json_string(jobdoc, "name");
+	ListCell   *lc;
+
+	if (name == NULL)
+		return;
+	foreach(lc, vp->jobs)
+	{
+		JobCtx	   *jc = (JobCtx *) lfirst(lc);
+		AsrHttpResponse one;
+
+		if (jc->finished || list_member_ptr(vp->seen, jc) ||
+			pg_strcasecmp(jc->job.azure_job, name) != 0)
+			continue;
+		{
+			MemoryContext old = MemoryContextSwitchTo(vp->cxt);
+
+			vp->seen = lappend(vp->seen, jc);
+			MemoryContextSwitchTo(old);
+		}
+		one = *resp;
+		one.body = asr_json_container_text(jobdoc);
+		one.body_len = strlen(one.body);
+		run_job_step(jc, answer_step, &one);
+		return;
+	}
+}
+
+static void
+vault_list_step(VaultPoll *vp, AsrHttpResponse *resp, char **next)
+{
+	char	   *perr = NULL;
+	Jsonb	   *doc;
+	JsonbContainer *value;
+	int			i;
+
+	*next = NULL;
+	if (asr_arm_classify(resp) != ASR_OK)
+		return;
+	doc = asr_json_parse(resp->body, resp->body_len, &perr);
+	if (doc == NULL)
+		return;
+	value = asr_json_array(&doc->root, "value");
+	for (i = 0; i < asr_json_array_size(value); i++)
+	{
+		JsonbContainer *j = asr_json_array_container(value, i);
+
+		if (j != NULL)
+			vault_poll_dispatch(vp, resp, j);
+	}
+	*next = asr_json_string(&doc->root, "nextLink");
+	if (*next != NULL)
+		*next = MemoryContextStrdup(vp->cxt, *next);
+}
+
+/*
+ * A page of the vault's job list: update every job it shows, follow
+ * nextLink while some job has not been seen, then poll the rest one by one.
+ */
+static void
+on_vault_list(AsrCall *call, AsrHttpResponse *resp, void *arg)
+{
+	VaultPoll  *vp = (VaultPoll *) arg;
+	MemoryContext old = CurrentMemoryContext;
+	char	   *next = NULL;
+	volatile bool sent = false;
+
+	if (vp->finished)
+		return;
+	PG_TRY();
+	{
+		vault_list_step(vp, resp, &next);
+	}
+	PG_CATCH();
+	{
+		MemoryContextSwitchTo(old);
+		FlushErrorState();
+		next = NULL;
+	}
+	PG_END_TRY();
+	if (next != NULL && next[0] != '\0' &&
+		list_length(vp->seen) < list_length(vp->jobs))
+	{
+		PG_TRY();
+		{
+			tx_begin("asr: reading the next page of a job list");
+			sent = vault_poll_send(vp, next);
+			tx_commit();
+			MemoryContextSwitchTo(old);
+		}
+		PG_CATCH();
+		{
+			MemoryContextSwitchTo(old);
+			FlushErrorState();
+			AbortCurrentTransaction();
+			sent = false;
+		}
+		PG_END_TRY();
+	}
+	if (!sent)
+		vault_poll_fallback(vp);
+}
+
+/*
+ * Start the polls of due jobs: one job-list GET for a vault with more than
+ * VAULT_LIST_THRESHOLD of them, a GET per job otherwise.  Inside a
+ * transaction.
+ */
+static void
+start_polls(List *polls)
+{
+	List	   *vaults = NIL;
+	ListCell   *lc;
+	ListCell   *lc2;
+
+	foreach(lc, polls)
+	{
+		JobCtx	   *jc = (JobCtx *) lfirst(lc);
+
+		if (!list_member_int(vaults, jc->vault_id))
+			vaults = lappend_int(vaults, jc->vault_id);
+	}
+	foreach(lc, vaults)
+	{
+		int			vault_id = lfirst_int(lc);
+		List	   *mine = NIL;
+		TimestampTz since = DT_NOEND;
+		AsrVault   *v = asr_vault_get(vault_id, false);
+
+		foreach(lc2, polls)
+		{
+			JobCtx	   *jc = (JobCtx *) lfirst(lc2);
+
+			if (jc->vault_id == vault_id)
+			{
+				mine = lappend(mine, jc);
+				since = Min(since, jc->job.requested_at);
+			}
+		}
+		if (list_length(mine) > VAULT_LIST_THRESHOLD && v != NULL && v->auth != NULL)
+		{
+			MemoryContext old = MemoryContextSwitchTo(dispatch_context);
+			VaultPoll  *vp = palloc0(sizeof(VaultPoll));
+
+			vp->cxt = AllocSetContextCreate(dispatch_context, "asr vault poll",
+											ALLOCSET_SMALL_SIZES);
+			vp->vault_id = vault_id;
+			vp->jobs = list_copy(mine);
+			vault_polls = lappend(vault_polls, vp);
+			foreach(lc2, mine)
+				((JobCtx *) lfirst(lc2))->vp = vp;
+			MemoryContextSwitchTo(vp->cxt);
+			(void) vault_poll_send(vp, job_list_url(v, since));
+			MemoryContextSwitchTo(old);
+		}
+		else
+		{
+			foreach(lc2, mine)
+				start_phase((JobCtx *) lfirst(lc2));
+		}
+	}
 }
 
 /* ----------------------------------------------------------------
@@ -953,7 +1292,8 @@ reap(void)
 	{
 		JobCtx	   *jc = (JobCtx *) lfirst(lc);
 
-		if (jc->finished)
+		/* a vault's job-list poll may still name it: keep it until then */
+		if (jc->finished && jc->vp == NULL)
 		{
 			MemoryContextDelete(jc->cxt);
 			pfree(jc);
@@ -963,6 +1303,22 @@ reap(void)
 	}
 	list_free(active);
 	active = keep;
+
+	keep = NIL;
+	foreach(lc, vault_polls)
+	{
+		VaultPoll  *vp = (VaultPoll *) lfirst(lc);
+
+		if (vp->finished)
+		{
+			MemoryContextDelete(vp->cxt);
+			pfree(vp);
+		}
+		else
+			keep = lappend(keep, vp);
+	}
+	list_free(vault_polls);
+	vault_polls = keep;
 	MemoryContextSwitchTo(old);
 }
 
@@ -1012,6 +1368,7 @@ asr_dispatch_collect(void)
 	int			i;
 	TimestampTz next;
 	List	   *started = NIL;
+	List	   *polls = NIL;
 	ListCell   *lc;
 	MemoryContext caller = CurrentMemoryContext;
 
@@ -1084,10 +1441,21 @@ asr_dispatch_collect(void)
 			jc->phase = PH_LIST_JOBS;
 		else if (jc->job.control != NULL && jc->job.azure_job != NULL)
 			jc->phase = PH_CONTROL;
+		else if (jc->job.azure_job != NULL)
+		{
+			/* polls wait here to be grouped by vault */
+			MemoryContext old = MemoryContextSwitchTo(caller);
+
+			jc->phase = PH_POLL;
+			polls = lappend(polls, jc);
+			MemoryContextSwitchTo(old);
+			continue;
+		}
 		else
 			jc->phase = PH_POLL;
 		start_phase(jc);
 	}
+	start_polls(polls);
 	next = next_due();
 	tx_commit();
 	return next;
