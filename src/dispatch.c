@@ -330,6 +330,31 @@ request_path(JobCtx *jc, char **body)
 	return asr_json_string(&req->root, "path");
 }
 
+/* the DBA's comment on a pending resume (asr_resume), or NULL */
+static char *
+control_comment(int64 job_id)
+{
+	Oid			type = INT8OID;
+	Datum		val = Int64GetDatum(job_id);
+	char	   *comment = NULL;
+	int			nestlevel;
+	MemoryContext caller = CurrentMemoryContext;
+
+	SPI_connect();
+	nestlevel = asr_pin_search_path();
+	asr_spi(psprintf("SELECT control_comment FROM %s WHERE job_id = $1", asr_rel("asr_jobs")),
+			1, &type, &val, NULL, true, 1);
+	if (SPI_processed == 1 && !asr_spi_isnull(0, 1))
+	{
+		char	   *text = asr_spi_text(0, 1);
+
+		comment = MemoryContextStrdup(caller, text);
+	}
+	asr_unpin_search_path(nestlevel);
+	SPI_finish();
+	return comment;
+}
+
 /*
  * The vault's job list from a little before since, in PowerShell's form:
  * StartTime eq '<UTC round-trip time>' (ASR reads eq as "at or after").
@@ -424,7 +449,7 @@ start_phase(JobCtx *jc)
 			{
 				url = asr_arm_url(v->arm_endpoint, v->vault_path,
 								  psprintf("/replicationJobs/%s/resume", jc->job.azure_job));
-				body = asr_arm_resume_body(NULL);
+				body = asr_arm_resume_body(control_comment(jc->job_id));
 			}
 			else
 				url = asr_arm_url(v->arm_endpoint, v->vault_path,
