@@ -167,8 +167,48 @@ SELECT asr_add_vault('dr', 'azure', '%(subscription_id)s', '%(resource_group)s',
 """ % r)
 
 
+def kind_of_request(q):
+    """What an ARM request was for, from its path (for the breakdown)."""
+    path = q["path"].lower()
+    segs = path.rstrip("/").split("/")
+    last = segs[-1]
+    if q["method"] != "GET":
+        return "%s %s" % (q["method"], last if not last.startswith("replicationjobs") else "job")
+    if "operationresults" in segs:
+        return "GET operationresults"
+    if "replicationoperationstatus" in segs:
+        return "GET operationStatus"
+    if last == "replicationjobs":
+        return "GET replicationJobs (list)"
+    if "replicationjobs" in segs:
+        return "GET replicationJobs/{job}"
+    if "recoverypoints" in segs:
+        return "GET recoveryPoints"
+    if last == "replicationprotecteditems":
+        return "GET replicationProtectedItems (list)"
+    if "replicationprotecteditems" in segs:
+        return "GET replicationProtectedItems/{item}"
+    return "GET other"
+
+
+def breakdown(reqs):
+    b = {}
+    for q in reqs:
+        k = kind_of_request(q) + (" -> 429" if q.get("status") == 429 else "")
+        b[k] = b.get(k, 0) + 1
+    return dict(sorted(b.items()))
+
+
+def save_log(reqs, path):
+    """The side's ARM requests, one compact line each, for a closer look."""
+    with open(path, "w") as f:
+        for q in reqs:
+            f.write(json.dumps({"time": q.get("time"), "method": q["method"], "kind": kind_of_request(q),
+                                "status": q.get("status"), "path": q["path"]}) + "\n")
+
+
 def count_requests(reqs):
-    c = {"reads": 0, "writes": 0, "r429": 0, "w429": 0}
+    c = {"reads": 0, "writes": 0, "r429": 0, "w429": 0, "breakdown": breakdown(reqs)}
     for q in reqs:
         w = q["method"] != "GET"
         c["writes" if w else "reads"] += 1
@@ -233,7 +273,9 @@ def run_asr(emu, n, poll, out, timeout):
                 failed += 1
                 if "429" in code + last or "hrottl" in code + last:
                     throttled += 1
-        c = count_requests(emu.arm_requests())
+        reqs = emu.arm_requests()
+        save_log(reqs, os.path.join(out, "requests-%d-asr.jsonl" % n))
+        c = count_requests(reqs)
         return dict(side="asr", n=n, wall=max(done) if done and not failed else None, done=sorted(done),
                     succeeded=len(done), failed=failed, failed_throttle=throttled, cpu=cpu,
                     hwm_kb=mem.get("VmHWM"), rss_kb=mem.get("VmRSS"), anon_kb=mem.get("RssAnon"),
@@ -250,7 +292,9 @@ def run_sdk(emu, n, poll, out, threads):
     if p.returncode != 0:
         raise RuntimeError("sdk side failed:\n" + p.stderr[-3000:])
     r = json.load(open(res_file))
-    c = count_requests(emu.arm_requests())
+    reqs = emu.arm_requests()
+    save_log(reqs, os.path.join(out, "requests-%d-sdk.jsonl" % n))
+    c = count_requests(reqs)
     done = sorted(r["done"].values())
     throttled = sum(1 for why in r["failed"].values() if "429" in why or "hrottl" in why)
     return dict(side="sdk", n=n, wall=max(done) if done and not r["failed"] else None, done=done,
@@ -426,6 +470,9 @@ def main():
             r["n"], r["side"], "%.1f" % r["wall"] if r["wall"] else "-", r["bound"],
             "%.3f" % r["ratio"] if r["ratio"] else "-", r["succeeded"], r["failed"], r["reads"], r["writes"],
             r["r429"], r["w429"], r["cpu"], (r["hwm_kb"] or 0) / 1024, r["reads"] / max(1, r["n"])))
+    for r in rows:
+        print("N=%d %s requests: %s" % (r["n"], r["side"], ", ".join("%s %d" % kv for kv in r["breakdown"].items())))
+    json.dump(rows, open(os.path.join(a.out, "runs.json"), "w"), indent=1)
     for i in range(0, len(rows) - 1, 2):
         ra, rs = rows[i], rows[i + 1]
         print("N=%d: asr %s, SDK/asr reads %.1fx" % (
