@@ -23,6 +23,7 @@ import hashlib
 import json
 import os
 import platform
+import resource
 import subprocess
 import sys
 import time
@@ -131,6 +132,11 @@ def proc_mem(pid):
 class Cluster:
     def __init__(self, path, conf):
         self.path = path
+        # a crashing worker leaves a core file in the data directory
+        try:
+            resource.setrlimit(resource.RLIMIT_CORE, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
+        except (ValueError, OSError):
+            pass
         subprocess.run([os.path.join(TOP, "test/harness/cluster"), "start", path, "bench"] + conf, check=True,
                        stdout=subprocess.DEVNULL)
         self.env = dict(os.environ)
@@ -259,8 +265,12 @@ def run_asr(emu, n, poll, out, timeout):
             if left == 0 or time.time() > deadline:
                 break
             time.sleep(0.5)
-        cpu = proc_cpu(pid) - cpu0
-        mem = proc_mem(pid)
+        # a worker that crashed and was restarted: its CPU and memory are lost
+        crashes = sum(1 for line in open(os.path.join(cl.path, "server.log"))
+                      if "asr worker" in line and "terminated by signal" in line)
+        pid_now = cl.worker_pid()
+        cpu = proc_cpu(pid_now) - (cpu0 if pid_now == pid else 0)
+        mem = proc_mem(pid_now)
         ecpu = emu.cpu() - ecpu0
         rows = cl.sql("SELECT state, extract(epoch FROM finished_at) - %f, coalesce(error_code, ''), "
                       "coalesce(last_error, '') FROM asr_jobs" % t0)
@@ -279,7 +289,7 @@ def run_asr(emu, n, poll, out, timeout):
         return dict(side="asr", n=n, wall=max(done) if done and not failed else None, done=sorted(done),
                     succeeded=len(done), failed=failed, failed_throttle=throttled, cpu=cpu,
                     hwm_kb=mem.get("VmHWM"), rss_kb=mem.get("VmRSS"), anon_kb=mem.get("RssAnon"),
-                    enqueue_s=t_enq, emu_cpu=ecpu, **c)
+                    enqueue_s=t_enq, emu_cpu=ecpu, crashes=crashes, **c)
     finally:
         cl.stop()
 
@@ -300,7 +310,7 @@ def run_sdk(emu, n, poll, out, threads):
     return dict(side="sdk", n=n, wall=max(done) if done and not r["failed"] else None, done=done,
                 succeeded=len(done), failed=len(r["failed"]), failed_throttle=throttled, cpu=r["cpu_s"],
                 hwm_kb=r["hwm_kb"], rss_kb=r["rss_kb"], anon_kb=None, enqueue_s=r["submitted_s"],
-                emu_cpu=emu.cpu() - ecpu0, failures=r["failed"], **c)
+                emu_cpu=emu.cpu() - ecpu0, failures=r["failed"], crashes=0, **c)
 
 
 def plot(n, results, path, bound):
@@ -419,6 +429,7 @@ def main():
                     help="emulated seconds per real second (default 10: a 140 s failover takes 14 s, "
                          "a 30 s poll interval 3 s)")
     ap.add_argument("--sdk-threads", type=int, default=32, help="threads submitting the SDK's requests")
+    ap.add_argument("--sides", default="asr,sdk", help="asr, sdk or both (default)")
     ap.add_argument("--extras", action="store_true", help="also enqueue rate, idle CPU, RSS vs tracked jobs")
     ap.add_argument("--out", default=os.path.join(HERE, "results"))
     ap.add_argument("--timeout", type=int, default=3600)
@@ -431,29 +442,34 @@ def main():
         make_world(n, world)
         log("N=%d: starting the emulator" % n)
         emu = Emulator(os.path.join(a.out, "emu-%d" % n), world, a.time_scale, a.latency_ms)
+        sides = a.sides.split(",")
+        res = []
         try:
-            log("N=%d: asr side" % n)
-            ra = run_asr(emu, n, poll, a.out, a.timeout)
-            ra["job_s"] = job_seconds(emu, a.time_scale)
-            log("N=%d: SDK side" % n)
-            emu.control("POST", "/reset")
-            emu.control("POST", "/config", {"latency_ms": a.latency_ms})
-            emu.refill()
-            rs = run_sdk(emu, n, poll, a.out, a.sdk_threads)
-            rs["job_s"] = job_seconds(emu, a.time_scale)
+            if "asr" in sides:
+                log("N=%d: asr side" % n)
+                res.append(run_asr(emu, n, poll, a.out, a.timeout))
+                res[-1]["job_s"] = job_seconds(emu, a.time_scale)
+                emu.control("POST", "/reset")
+                emu.control("POST", "/config", {"latency_ms": a.latency_ms})
+                emu.refill()
+            if "sdk" in sides:
+                log("N=%d: SDK side" % n)
+                res.append(run_sdk(emu, n, poll, a.out, a.sdk_threads))
+                res[-1]["job_s"] = job_seconds(emu, a.time_scale)
         finally:
             emu.stop()
-        job = ra["job_s"]
+        job = res[0]["job_s"]
         bound = max(0, n - WRITE_BUCKET) / WRITE_RATE + job + poll
-        for r in (ra, rs):
+        for r in res:
             r["bound"] = bound
             r["ratio"] = r["wall"] / bound if r["wall"] else None
             rows.append(r)
-        plot(n, [ra, rs], os.path.join(a.out, "jobs-%d.png" % n), bound)
-        if rs.get("failures"):
-            log("SDK failures (first 5): %s" % list(rs["failures"].items())[:5])
+        plot(n, res, os.path.join(a.out, "jobs-%d.png" % n), bound)
+        for r in res:
+            if r.get("failures"):
+                log("SDK failures (first 5): %s" % list(r["failures"].items())[:5])
     cols = ["n", "side", "wall", "bound", "ratio", "succeeded", "failed", "failed_throttle", "reads", "writes",
-            "r429", "w429", "cpu", "hwm_kb", "rss_kb", "anon_kb", "enqueue_s", "emu_cpu", "job_s"]
+            "r429", "w429", "cpu", "hwm_kb", "rss_kb", "anon_kb", "enqueue_s", "emu_cpu", "job_s", "crashes"]
     with open(os.path.join(a.out, "results.csv"), "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(cols)
@@ -471,23 +487,31 @@ def main():
             "%.3f" % r["ratio"] if r["ratio"] else "-", r["succeeded"], r["failed"], r["reads"], r["writes"],
             r["r429"], r["w429"], r["cpu"], (r["hwm_kb"] or 0) / 1024, r["reads"] / max(1, r["n"])))
     for r in rows:
+        if r["crashes"]:
+            print("N=%d %s: the worker crashed %d times (see server.log); CPU and RSS are the restarted worker's"
+                  % (r["n"], r["side"], r["crashes"]))
         print("N=%d %s requests: %s" % (r["n"], r["side"], ", ".join("%s %d" % kv for kv in r["breakdown"].items())))
     json.dump(rows, open(os.path.join(a.out, "runs.json"), "w"), indent=1)
-    for i in range(0, len(rows) - 1, 2):
-        ra, rs = rows[i], rows[i + 1]
-        print("N=%d: asr %s, SDK/asr reads %.1fx" % (
-            ra["n"], "faster by %.2fx" % (rs["wall"] / ra["wall"]) if ra["wall"] and rs["wall"] else "-",
-            rs["reads"] / max(1, ra["reads"])))
+    by_n = {}
+    for r in rows:
+        by_n.setdefault(r["n"], {})[r["side"]] = r
+    for n, d in by_n.items():
+        ra, rs = d.get("asr"), d.get("sdk")
+        if ra and rs:
+            print("N=%d: SDK/asr wall %s, SDK/asr reads %.1fx" % (
+                n, "%.2fx" % (rs["wall"] / ra["wall"]) if ra["wall"] and rs["wall"] else "-",
+                rs["reads"] / max(1, ra["reads"])))
     if a.extras:
         log("extras: enqueue rate, idle CPU, RSS with tracked jobs")
         ex = extras(a.out, a.time_scale, a.latency_ms)
         json.dump(ex, open(os.path.join(a.out, "extras.json"), "w"), indent=1)
         for k, v in ex.items():
             print("%-40s %s" % (k, v))
-    # one "test" per N: both sides completed with every job succeeded
-    good = [rows[i]["n"] for i in range(0, len(rows), 2)
-            if all(r["failed"] == 0 and r["succeeded"] == r["n"] for r in rows[i:i + 2])]
-    bad = len(rows) // 2 - len(good)
+    # one "test" per N: both sides completed with every job succeeded (and
+    # the worker never crashed)
+    good = [n for n, d in by_n.items()
+            if all(r["failed"] == 0 and r["succeeded"] == r["n"] and not r["crashes"] for r in d.values())]
+    bad = len(by_n) - len(good)
     print("bench: %d passed, %d failed" % (len(good), bad))
     sys.exit(0 if bad == 0 else 1)
 
