@@ -925,6 +925,16 @@ answer_step(JobCtx *jc, void *arg)
 		jc->finished = true;	/* cancelled or gone meanwhile */
 		return;
 	}
+	if (resp->status == 0 && resp->never_sent && resp->transport_error != NULL)
+	{
+		/*
+		 * The request never left this machine (no token: Microsoft Entra ID
+		 * or IMDS refused us...), so nothing happened in Azure: keep the
+		 * client's words, which say what to fix, and try this step later.
+		 */
+		wait_until(jc, asr_arm_backoff_ms(3), resp->transport_error);
+		return;
+	}
 	switch (jc->phase)
 	{
 		case PH_CHECK_ITEM:
