@@ -77,6 +77,23 @@ class Emulator:
         """Azure's limits, buckets full."""
         self.control("POST", "/throttle", {"reads": [READ_BUCKET, READ_RATE], "writes": [WRITE_BUCKET, WRITE_RATE]})
 
+    def wait_quiet(self, quiet_s=3.0, timeout=1800):
+        """Until no ARM request has arrived for quiet_s: asr_sync returns
+        once the items are stored, while the worker goes on reading every
+        item's recovery points; that must not run into the measured span."""
+        deadline = time.time() + timeout
+        seq = 0
+        last = time.time()
+        while time.time() < deadline:
+            new = self.control("GET", "/requests?listener=arm&since=%d" % seq)["requests"]
+            if new:
+                seq = max(q["seq"] for q in new)
+                last = time.time()
+            elif time.time() - last >= quiet_s:
+                return
+            time.sleep(0.5)
+        raise RuntimeError("the emulator never went quiet")
+
     def arm_requests(self):
         return self.control("GET", "/requests?listener=arm")["requests"]
 
@@ -252,7 +269,7 @@ def run_asr(emu, n, poll, out, timeout):
         if items != n:
             raise RuntimeError("asr sees %d of %d items (sync said %s)" % (items, n, synced))
         pid = cl.worker_pid()
-        time.sleep(1)
+        emu.wait_quiet()
         emu.refill()
         emu.control("DELETE", "/requests")
         cpu0, ecpu0 = proc_cpu(pid), emu.cpu()
