@@ -665,8 +665,18 @@ redact(char *msg, const char *secret)
  * What to do about a well-known Entra or IMDS error, for the DBA.
  */
 static const char *
-advice(const AsrCredential *c, long status, const char *code)
+advice(const AsrCredential *c, long status, const char *code,
+	   const char *oauth_error)
 {
+	static const char *const bad_resource =
+		"Microsoft Entra ID does not know the resource asked for: check cloud and arm_scope of the server.";
+
+	/* a cloud's scope sent to another cloud's login or IMDS */
+	if ((code && (strcmp(code, "AADSTS500011") == 0 ||
+				  strcmp(code, "AADSTS1002012") == 0)) ||
+		(oauth_error && (strcmp(oauth_error, "invalid_resource") == 0 ||
+						 strcmp(oauth_error, "invalid_scope") == 0)))
+		return bad_resource;
 	if (c->auth == ASR_AUTH_MANAGED_IDENTITY)
 	{
 		if (status == 400)
@@ -831,7 +841,7 @@ asr_auth_handle_response(AsrTokenState *st, const AsrHttpResponse *resp,
 			appendStringInfo(&msg, " (trace ID %.64s, correlation ID %.64s)",
 							 tf.trace_id ? tf.trace_id : "none",
 							 tf.correlation_id ? tf.correlation_id : "none");
-		hint = advice(c, resp->status, code);
+		hint = advice(c, resp->status, code, tf.error);
 		if (hint)
 			appendStringInfo(&msg, ". %s", hint);
 		set_error(st, code ? code : (tf.error ? tf.error :

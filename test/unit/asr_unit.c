@@ -439,6 +439,8 @@ test_managed_identity(void)
 		{404, "{\"error\":\"not_found\",\"error_description\":\"IMDS is updating\"}", "being updated"},
 		{429, "{\"error\":\"too_many_requests\",\"error_description\":\"Too many requests\"}", "throttling"},
 		{500, "{\"error\":\"unknown\",\"error_description\":\"Internal error\"}", "failed; asr tries again"},
+		{400, "{\"error\":\"invalid_resource\",\"error_description\":\"AADSTS500011: The resource principal named "
+			"https://management.core.usgovcloudapi.net/ was not found in the tenant.\"}", "check cloud and arm_scope"},
 	};
 	int			i;
 
@@ -466,7 +468,7 @@ test_managed_identity(void)
 		now += SEC(86400);
 		req = asr_auth_build_request(st, now, cxt);
 		asr_auth_handle_response(st, make_resp(errors[i].status, errors[i].body, NULL), now);
-		check(psprintf("imds: HTTP %ld explained", errors[i].status),
+		check(psprintf("imds: HTTP %ld explained (%s)", errors[i].status, errors[i].expect),
 			  contains(asr_auth_last_error(st), errors[i].expect) &&
 			  contains(asr_auth_last_error(st), "managed identity endpoint") &&
 			  asr_auth_next_attempt(st) >= now + SEC(30),
