@@ -710,6 +710,23 @@ advice(const AsrCredential *c, long status, const char *code,
 }
 
 /*
+ * A number of seconds from a token response, bounded: the fields are text
+ * from the network, and an absurd value must not overflow the timestamp
+ * arithmetic (a week is far longer than any token lives; 2100-01-01 is
+ * later than any expires_on).
+ */
+#define ASR_AUTH_MAX_LIFETIME_S		(7 * 24 * 3600)
+#define ASR_AUTH_MAX_EXPIRES_ON		INT64CONST(4102444800)
+
+static int64
+seconds_in(const char *s, int64 lo, int64 hi)
+{
+	long long	v = strtoll(s, NULL, 10);
+
+	return Max(lo, Min((int64) v, hi));
+}
+
+/*
  * Consume the answer to the last request.
  */
 void
@@ -754,9 +771,11 @@ asr_auth_handle_response(AsrTokenState *st, const AsrHttpResponse *resp,
 		TimestampTz margin;
 
 		if (tf.expires_on)
-			expires = time_t_to_timestamptz((pg_time_t) strtoll(tf.expires_on, NULL, 10));
+			expires = time_t_to_timestamptz((pg_time_t) seconds_in(tf.expires_on, 0,
+																   ASR_AUTH_MAX_EXPIRES_ON));
 		else if (tf.expires_in)
-			expires = st->sent_at + strtoll(tf.expires_in, NULL, 10) * USECS_PER_SEC;
+			expires = st->sent_at +
+				seconds_in(tf.expires_in, 0, ASR_AUTH_MAX_LIFETIME_S) * USECS_PER_SEC;
 
 		if (tf.token_type && pg_strcasecmp(tf.token_type, "Bearer") != 0)
 		{
@@ -786,7 +805,7 @@ asr_auth_handle_response(AsrTokenState *st, const AsrHttpResponse *resp,
 		st->refresh_at = expires - margin;
 		if (tf.refresh_in)
 		{
-			long		r = strtol(tf.refresh_in, NULL, 10);
+			long		r = (long) seconds_in(tf.refresh_in, 0, ASR_AUTH_MAX_LIFETIME_S);
 
 			if (r > 0)
 				st->refresh_at = Min(st->refresh_at,
