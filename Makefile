@@ -70,3 +70,9 @@ test:
 
 demo:
 	@test/harness/demo
+
+# libFuzzer targets over the network-facing code (clang, ASan + UBSan);
+# test/fuzz/run runs them (about a minute each in "make test").
+.PHONY: fuzz
+fuzz:
+	$(MAKE) -C test/fuzz PG_CONFIG=$(PG_CONFIG)

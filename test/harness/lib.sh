@@ -30,7 +30,8 @@ fi
 ASR_PACKAGES="make gcc pkg-config rsync procps openssl ca-certificates \
 postgresql-$PG_MAJOR postgresql-server-dev-$PG_MAJOR postgresql-$PG_MAJOR-pgtap \
 libtap-parser-sourcehandler-pgtap-perl libipc-run-perl \
-libcurl4-openssl-dev libssl-dev python3 python3-azure python3-cryptography python3-matplotlib"
+libcurl4-openssl-dev libssl-dev python3 python3-azure python3-cryptography python3-matplotlib \
+clang-14 libclang-rt-14-dev valgrind"
 
 say() { printf '==> %s\n' "$*"; }
 die() { printf 'error: %s\n' "$*" >&2; exit 1; }
