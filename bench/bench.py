@@ -180,6 +180,28 @@ class Cluster:
         subprocess.run([os.path.join(TOP, "test/harness/cluster"), "stop", self.path])
 
 
+def memory_contexts(cl, pid, path):
+    """The worker's memory contexts (pg_log_backend_memory_contexts), the
+    largest first, written to path; returns the five largest."""
+    log_file = os.path.join(cl.path, "server.log")
+    start = os.path.getsize(log_file)
+    cl.sql("SELECT pg_log_backend_memory_contexts(%d)" % pid)
+    time.sleep(2)
+    with open(log_file) as f:
+        f.seek(start)
+        lines = [line for line in f if "[%d]" % pid in line and "total" in line]
+    def size(line):
+        try:
+            return int(line.split(" total in ")[0].split()[-1]) if " total in " in line \
+                else int(line.split(" bytes in ")[0].split()[-1])
+        except (ValueError, IndexError):
+            return 0
+    lines.sort(key=size, reverse=True)
+    with open(path, "w") as f:
+        f.writelines(lines)
+    return [line.split("LOG:", 1)[-1].strip()[:160] for line in lines[:5]]
+
+
 def configure(cl, r):
     cl.sql("""
 CREATE SERVER azure FOREIGN DATA WRAPPER asr_azure OPTIONS (tenant_id '%(tenant_id)s',
@@ -289,6 +311,7 @@ def run_asr(emu, n, poll, out, timeout):
         cpu = proc_cpu(pid_now) - (cpu0 if pid_now == pid else 0)
         mem = proc_mem(pid_now)
         ecpu = emu.cpu() - ecpu0
+        contexts = memory_contexts(cl, pid_now, os.path.join(out, "worker-memory-%d.txt" % n))
         rows = cl.sql("SELECT state, extract(epoch FROM finished_at) - %f, coalesce(error_code, ''), "
                       "coalesce(last_error, '') FROM asr_jobs" % t0)
         done, failed, throttled = [], 0, 0
@@ -306,7 +329,7 @@ def run_asr(emu, n, poll, out, timeout):
         return dict(side="asr", n=n, wall=max(done) if done and not failed else None, done=sorted(done),
                     succeeded=len(done), failed=failed, failed_throttle=throttled, cpu=cpu,
                     hwm_kb=mem.get("VmHWM"), rss_kb=mem.get("VmRSS"), anon_kb=mem.get("RssAnon"),
-                    enqueue_s=t_enq, emu_cpu=ecpu, crashes=crashes, **c)
+                    enqueue_s=t_enq, emu_cpu=ecpu, crashes=crashes, contexts=contexts, **c)
     finally:
         cl.stop()
 
@@ -379,14 +402,20 @@ BEGIN;
 SELECT asr_add_vault('bulk', 'azure', '%s', 'bench-bulk', 'bench-bulk-vault');
 UPDATE asr_vaults SET paused = true WHERE name = 'bulk';
 COMMIT;
-SELECT count(asr_item_upsert((SELECT vault_id FROM asr_vaults WHERE name = 'bulk'),
-    jsonb_build_object('id', replace(replace(i.arm_id, i.name_in_azure, n.item), 'contoso-dr-vault', 'bench-bulk-vault'),
-                       'name', n.item, 'type', 'Microsoft.RecoveryServices/vaults/replicationFabrics/replicationProtectionContainers/replicationProtectedItems',
-                       'properties', jsonb_set(i.properties, '{friendlyName}', to_jsonb(n.vm)))))
-  FROM (SELECT arm_id, properties, split_part(arm_id, '/', -1) AS name_in_azure
-          FROM asr_items WHERE name = 'app-vm-01') i,
-       LATERAL (SELECT 'bulk-' || lpad(g::text, 5, '0') AS vm, md5(g::text) || 'bulkbulkbul' AS item
-                  FROM generate_series(1, 10000) g) n;
+-- copies of the synced app-vm-01 row (a plain INSERT as superuser:
+-- asr_item_upsert looks each item up by a regular expression over all
+-- the vault's items, which is quadratic for 10,000 items in one call)
+INSERT INTO asr_items (vault_id, name, arm_id, protection_state, protection_state_description,
+                       active_location, replication_health, test_failover_state, allowed_operations,
+                       primary_region, recovery_region, rpo_seconds, properties)
+SELECT (SELECT vault_id FROM asr_vaults WHERE name = 'bulk'), 'bulk-' || lpad(g::text, 5, '0'),
+       replace(regexp_replace(i.arm_id, '[^/]*$', md5(g::text) || 'bulkbulkbul'),
+               'contoso-dr-vault', 'bench-bulk-vault'),
+       protection_state, protection_state_description, active_location, replication_health,
+       test_failover_state, allowed_operations, primary_region, recovery_region, rpo_seconds,
+       jsonb_set(properties, '{friendlyName}', to_jsonb('bulk-' || lpad(g::text, 5, '0')))
+  FROM asr_items i, generate_series(1, 10000) g
+ WHERE i.name = 'app-vm-01';
 """ % emu.ready["subscription_id"])
         nbulk = int(cl.sql("SELECT count(*) FROM asr_items i JOIN asr_vaults v USING (vault_id) WHERE v.name = 'bulk'"))
         res["bulk_items"] = nbulk
@@ -454,7 +483,7 @@ def main():
     os.makedirs(a.out, exist_ok=True)
     poll = max(1, round(30 / a.time_scale))
     rows = []
-    for n in [int(x) for x in a.n.split(",")]:
+    for n in [int(x) for x in a.n.split(",") if int(x) > 0]:     # --n 0: extras only
         world = os.path.join(a.out, "world-%d.json" % n)
         make_world(n, world)
         log("N=%d: starting the emulator" % n)
@@ -504,6 +533,8 @@ def main():
             "%.3f" % r["ratio"] if r["ratio"] else "-", r["succeeded"], r["failed"], r["reads"], r["writes"],
             r["r429"], r["w429"], r["cpu"], (r["hwm_kb"] or 0) / 1024, r["reads"] / max(1, r["n"])))
     for r in rows:
+        for ctx in r.get("contexts") or []:
+            print("N=%d %s worker memory: %s" % (r["n"], r["side"], ctx))
         if r["crashes"]:
             print("N=%d %s: the worker crashed %d times (see server.log); CPU and RSS are the restarted worker's"
                   % (r["n"], r["side"], r["crashes"]))
