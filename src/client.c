@@ -440,11 +440,21 @@ start_due(TimestampTz now, TimestampTz *next_wake)
 		call->in_flight = true;
 		call->attempts++;
 
-		/* spend the budget locally too, so a burst does not overrun it */
+		/*
+		 * Spend the budget locally too, so a burst does not overrun it; once
+		 * it is spent as far as we know, one request per refill interval
+		 * until a response tells us more.
+		 */
 		if (call->is_write && b->writes > 0)
 			b->writes--;
 		else if (!call->is_write && b->reads > 0)
 			b->reads--;
+		else if (call->is_write && b->writes == 0)
+			b->writes_until = Max(b->writes_until,
+								  TimestampTzPlusMilliseconds(now, 1000 / WRITE_REFILL_PER_S));
+		else if (!call->is_write && b->reads == 0)
+			b->reads_until = Max(b->reads_until,
+								 TimestampTzPlusMilliseconds(now, 1000 / READ_REFILL_PER_S));
 	}
 	list_free(snapshot);
 }

@@ -44,10 +44,11 @@
  *	- a restarted worker resumes from the stored job name (and next_poll_at);
  *	  nothing is re-sent.
  *
- * Polling at scale: when more than VAULT_LIST_THRESHOLD jobs of one vault
- * are due for a poll, one GET of the vault's job list ($filter StartTime,
- * following nextLink) updates all of them; a job the list does not show is
- * polled on its own.  Transient answers (408, 429, 5xx, transport errors)
+ * Polling at scale: while more than VAULT_LIST_THRESHOLD jobs of one vault
+ * run, one GET of the vault's job list ($filter StartTime, following
+ * nextLink) updates every job of the vault due for a poll (or due within
+ * the next poll interval); a job the list does not show is polled on its
+ * own.  Transient answers (408, 429, 5xx, transport errors)
  * never fail a job: client.c retries them with back-off, and whatever is
  * left makes the job wait and poll again.  A malformed, truncated or huge
  * body only delays the job it belongs to.  A Suspended job becomes
@@ -85,7 +86,9 @@
 #define MAX_ACTIVE_JOBS 2000
 /* Look this far before a job's request time in Azure's job list. */
 #define RECONCILE_WINDOW_S 600
-/* Poll a vault through its job list when more jobs than this are due. */
+/* Tries of a poll before its job records the error and waits. */
+#define READ_ATTEMPTS 4
+/* Poll a vault through its job list while more jobs than this run. */
 #define VAULT_LIST_THRESHOLD 5
 
 typedef enum Phase
@@ -129,6 +132,9 @@ static List *active = NIL;		/* of JobCtx * */
 static List *vault_polls = NIL; /* of VaultPoll * */
 
 static void start_phase(JobCtx *jc);
+static bool is_active(int64 job_id);
+static JobCtx *new_ctx(int64 job_id);
+static bool ctx_load(JobCtx *jc);
 static void on_response(AsrCall *call, AsrHttpResponse *resp, void *arg);
 static void on_final_synced(void *arg, const char *error);
 
@@ -461,6 +467,13 @@ start_phase(JobCtx *jc)
 
 	asr_vault_call_spec(v, &spec, method, url, write);
 	spec.body = body;
+	/*
+	 * A poll that keeps failing comes back to the job, which says why and
+	 * may then be polled through its vault's job list; other reads are
+	 * retried until they succeed (nothing is gained by starting over).
+	 */
+	if (jc->phase == PH_POLL)
+		spec.max_attempts = READ_ATTEMPTS;
 	if (jc->phase == PH_POST)
 		crid = jc->job.client_request_id;
 	spec.client_request_id = crid;
@@ -1100,6 +1113,7 @@ vault_poll_send(VaultPoll *vp, const char *url)
 	if (v == NULL || v->auth == NULL)
 		return false;
 	asr_vault_call_spec(v, &spec, "GET", url, false);
+	spec.max_attempts = READ_ATTEMPTS;
 	(void) asr_client_call(&spec, vp->cxt, on_vault_list, vp);
 	return true;
 }
@@ -1214,9 +1228,71 @@ on_vault_list(AsrCall *call, AsrHttpResponse *resp, void *arg)
 }
 
 /*
+ * Polls of one vault come due a little apart (their jobs were accepted a
+ * little apart, a transient error delayed some), so few are due at any one
+ * moment.  When the vault has more than VAULT_LIST_THRESHOLD jobs running
+ * (*running), the jobs due within the next poll interval join the due
+ * ones: the job list answers for them at no extra request.  Returns mine
+ * with those added; inside a transaction.
+ */
+static List *
+add_soon_due(int vault_id, List *mine, int *running)
+{
+	Oid			types[2] = {INT4OID, TIMESTAMPTZOID};
+	Datum		values[2];
+	int			nestlevel;
+	uint64		i;
+	int			n = 0;
+	int64	   *ids;
+
+	values[0] = Int32GetDatum(vault_id);
+	values[1] = TimestampTzGetDatum(TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+																 (int64) asr_poll_interval * 1000));
+	SPI_connect();
+	nestlevel = asr_pin_search_path();
+	asr_spi(psprintf("SELECT j.job_id, j.next_poll_at <= $2 FROM %s j JOIN %s i USING (item_id) "
+					 "WHERE i.vault_id = $1 AND j.state = ANY ('{running,suspended}') "
+					 "  AND j.azure_job IS NOT NULL AND j.control IS NULL",
+					 asr_rel("asr_jobs"), asr_rel("asr_items")),
+			2, types, values, NULL, true, 0);
+	*running = (int) SPI_processed;
+	ids = palloc(sizeof(int64) * (SPI_processed + 1));
+	if (SPI_processed > VAULT_LIST_THRESHOLD)
+	{
+		for (i = 0; i < SPI_processed; i++)
+		{
+			bool		isnull;
+			bool		soon = DatumGetBool(asr_spi_datum(i, 2, &isnull));
+
+			if (!isnull && soon)
+				ids[n++] = DatumGetInt64(asr_spi_datum(i, 1, &isnull));
+		}
+	}
+	asr_unpin_search_path(nestlevel);
+	SPI_finish();
+
+	for (i = 0; i < (uint64) n && list_length(active) < MAX_ACTIVE_JOBS; i++)
+	{
+		JobCtx	   *jc;
+
+		if (is_active(ids[i]))
+			continue;
+		jc = new_ctx(ids[i]);
+		if (!ctx_load(jc) || jc->job.azure_job == NULL || jc->job.control != NULL)
+		{
+			jc->finished = true;
+			continue;
+		}
+		jc->phase = PH_POLL;
+		mine = lappend(mine, jc);
+	}
+	return mine;
+}
+
+/*
  * Start the polls of due jobs: one job-list GET for a vault with more than
- * VAULT_LIST_THRESHOLD of them, a GET per job otherwise.  Inside a
- * transaction.
+ * VAULT_LIST_THRESHOLD jobs running (and more than one poll to make now),
+ * a GET per job otherwise.  Inside a transaction.
  */
 static void
 start_polls(List *polls)
@@ -1236,6 +1312,7 @@ start_polls(List *polls)
 	{
 		int			vault_id = lfirst_int(lc);
 		List	   *mine = NIL;
+		int			running = 0;
 		TimestampTz since = DT_NOEND;
 		AsrVault   *v = asr_vault_get(vault_id, false);
 
@@ -1244,12 +1321,14 @@ start_polls(List *polls)
 			JobCtx	   *jc = (JobCtx *) lfirst(lc2);
 
 			if (jc->vault_id == vault_id)
-			{
 				mine = lappend(mine, jc);
-				since = Min(since, jc->job.requested_at);
-			}
 		}
-		if (list_length(mine) > VAULT_LIST_THRESHOLD && v != NULL && v->auth != NULL)
+		if (v != NULL && v->auth != NULL)
+			mine = add_soon_due(vault_id, mine, &running);
+		foreach(lc2, mine)
+			since = Min(since, ((JobCtx *) lfirst(lc2))->job.requested_at);
+		if (running > VAULT_LIST_THRESHOLD && list_length(mine) > 1 &&
+			v != NULL && v->auth != NULL)
 		{
 			MemoryContext old = MemoryContextSwitchTo(dispatch_context);
 			VaultPoll  *vp = palloc0(sizeof(VaultPoll));
