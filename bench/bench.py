@@ -440,8 +440,8 @@ SELECT (SELECT vault_id FROM asr_vaults WHERE name = 'bulk'), 'bulk-' || lpad(g:
             t = time.time()
             cl.sql("""
 UPDATE asr_vaults SET paused = true WHERE name = 'bulk';
-SELECT count(asr_failover('bulk/' || name)) FROM asr_items i JOIN asr_vaults v USING (vault_id)
- WHERE v.name = 'bulk' AND name > 'bulk-%05d' AND name <= 'bulk-%05d';
+SELECT count(asr_failover('bulk/' || i.name)) FROM asr_items i JOIN asr_vaults v USING (vault_id)
+ WHERE v.name = 'bulk' AND i.name > 'bulk-%05d' AND i.name <= 'bulk-%05d';
 """ % (done, target))
             dt = time.time() - t
             res["enqueue_statement_%d_calls_per_s" % (target - done)] = (target - done) / dt
