@@ -1,7 +1,8 @@
 # Never twice, never lost: the worker is killed (kill -9) or PostgreSQL is
-# restarted immediately at each step of a failover -- before the POST, with
-# the POST in flight, with its answer lost, while polling -- and every job
-# still ends succeeded with exactly one accepted failover POST per VM.
+# restarted immediately at each step of a failover, a commit and a
+# reprotect -- before the POST, with the POST in flight, with its answer
+# lost, while polling -- and every job still ends succeeded with exactly
+# one accepted POST per action.
 use strict;
 use warnings;
 use PostgreSQL::Test::Utils;
@@ -89,6 +90,50 @@ emulator_control($emu, 'POST', '/clock', { scale => 600 });
 ok(wait_job($commit), 'commit: killed while polling, the job still succeeds');
 is(scalar @{ emulator_requests($emu, method => 'POST', path => 'failoverCommit') }, 1,
 	'commit: exactly one commit POST');
+
+# the other way round for the commits and a reprotect: restart while
+# polling, kill -9 with the POST in flight, restart before the POST
+sub posts_to
+{
+	my ($path) = @_;
+	return scalar grep { ($_->{status} // '') =~ /^(202|dropped-after)$/ }
+	  @{ emulator_requests($emu, method => 'POST', path => $path) };
+}
+
+my @later = (
+	['db-vm-01', 'commit', 'failoverCommit', 'restart', 'polling'],
+	['web-vm-01', 'commit', 'failoverCommit', 'kill9', 'post'],
+	['app-vm-01', 'reprotect', 'switchprotection', 'restart', 'before'],
+	['db-vm-01', 'reprotect', 'switchprotection', 'kill9', 'polling'],
+);
+for my $case (@later)
+{
+	my ($vm, $action, $post, $how, $when) = @$case;
+	my $what = "$action of $vm: " . ($how eq 'kill9' ? 'killed' : 'restarted')
+	  . ($when eq 'polling' ? ' while polling' : $when eq 'post' ? ' with the POST in flight' : ' before the POST');
+	my $before = posts_to($post);
+	emulator_control($emu, 'POST', '/faults', { action => 'delay', delay_ms => 3000, count => 1,
+			match => { method => 'POST', path => "$post\$" } }) if $when eq 'post';
+	emulator_control($emu, 'POST', '/faults', { action => 'delay', delay_ms => 4000, count => 1,
+			match => { method => 'GET', path => 'replicationProtectedItems/[^/]+$' } }) if $when eq 'before';
+	emulator_control($emu, 'POST', '/clock', { scale => $action eq 'reprotect' ? 60 : 1 }) if $when eq 'polling';
+	my $job = $node->safe_psql('postgres', "SELECT asr_$action('$vm')");
+	if ($when eq 'polling')
+	{
+		wait_for_query($node, "SELECT state FROM asr_jobs WHERE job_id = $job", 'running', 60);
+	}
+	else
+	{
+		wait_for_query($node, "SELECT state <> 'queued' FROM asr_jobs WHERE job_id = $job", 't', 30);
+		usleep(500_000);
+	}
+	crash($how);
+	emulator_control($emu, 'POST', '/clock', { scale => 600 }) if $when eq 'polling';
+	ok(wait_job($job), "$what: the job still succeeds")
+	  or diag($node->safe_psql('postgres', "SELECT state, last_error, error_message FROM asr_jobs WHERE job_id = $job"));
+	is(posts_to($post) - $before, 1, "$what: exactly one POST reached Azure");
+	emulator_control($emu, 'DELETE', '/faults');
+}
 
 is($node->safe_psql('postgres', "SELECT count(*) FROM asr_jobs WHERE state NOT IN ('succeeded')"),
 	'0', 'no job lost or failed');
