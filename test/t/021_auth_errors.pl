@@ -13,7 +13,9 @@ use AsrTest;
 use MIME::Base64 qw(encode_base64url);
 
 my $emu = start_emulator(args => ['--time-scale', '600', '--retry-after', '1']);
-my $node = asr_node('autherr', conf => "asr.ca_file = '$emu->{ca_file}'\nasr.sync_interval = 3600s");
+my $node = asr_node('autherr', conf => "asr.ca_file = '$emu->{ca_file}'\nasr.sync_interval = 3600s\n"
+	  # every message, but not the test's own CREATE USER MAPPING statements
+	  . "log_min_messages = debug5\nlog_statement = none\n");
 $node->start;
 $node->safe_psql('postgres', 'CREATE EXTENSION asr');
 configure_azure($node, $emu);
@@ -117,6 +119,9 @@ remap("auth 'certificate', client_id '$emu->{cert_client_id}', certificate_file 
 wait_done($job, 'unregistered thumbprint: the commit');
 
 # --- IMDS refusals ---------------------------------------------------------
+# IMDS refuses from the start (the worker must never get a token here)
+emulator_control($emu, 'POST', '/faults', {
+		action => 'status', status => 500, count => undef, match => { listener => 'imds' } });
 remap("auth 'managed_identity', client_id '$emu->{managed_identity_client_id}'");
 $job = $node->safe_psql('postgres', "SELECT asr_reprotect('app-vm-01')");
 my %imds = (
@@ -127,13 +132,14 @@ my %imds = (
 	500 => [undef, qr/failed; asr tries again/]);
 for my $status (sort keys %imds)
 {
+	# a fresh worker has no token and no back-off
+	$node->stop('fast');
 	emulator_control($emu, 'DELETE', '/faults');
 	emulator_control($emu, 'POST', '/faults', {
 			action => 'status', status => $status + 0, count => undef,
 			match => { listener => 'imds' },
 			defined $imds{$status}[0] ? (body => $imds{$status}[0]) : () });
-	# a fresh worker has no token and no back-off
-	$node->restart;
+	$node->start;
 	$err = wait_job_error($job, qr/HTTP $status\b/, "IMDS $status");
 	like($err, qr/the managed identity endpoint \(127\.0\.0\.1:\d+\) refused the token request for server "azure"/,
 		"IMDS $status: the job names IMDS and the server");
@@ -147,4 +153,14 @@ $node->restart;
 wait_done($job, 'IMDS refusals: the reprotect');
 
 $node->stop('fast');
+
+# nothing secret in the server log, at debug5
+my $log = slurp_file($node->logfile);
+like($log, qr/DEBUG:/, 'the server logged at debug levels');
+for my $secret ($wrong, $emu->{client_secret}, $emu->{certificate_password})
+{
+	ok(index($log, $secret) < 0, 'no secret or password in the server log');
+}
+unlike($log, qr/eyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}/, 'no token or client assertion in the server log');
+unlike($log, qr/PRIVATE KEY/, 'no private key in the server log');
 done_testing();

@@ -14,7 +14,9 @@ use Time::HiRes qw(usleep);
 # slow enough that the workflow outlives several 20 s tokens
 my $emu = start_emulator(args => ['--time-scale', '30', '--retry-after', '1']);
 emulator_control($emu, 'POST', '/tokens', { lifetime_seconds => 20 });
-my $node = asr_node('authtok', conf => "asr.ca_file = '$emu->{ca_file}'\nasr.sync_interval = 3600s");
+my $node = asr_node('authtok', conf => "asr.ca_file = '$emu->{ca_file}'\nasr.sync_interval = 3600s\n"
+	  # every message, but not the test's own CREATE USER MAPPING statements
+	  . "log_min_messages = debug5\nlog_statement = none\n");
 $node->start;
 $node->safe_psql('postgres', 'CREATE EXTENSION asr');
 configure_azure($node, $emu);
@@ -136,4 +138,14 @@ is(scalar(grep { $_->{status} == 401 } @{ emulator_requests($emu, listener => 'a
 	0, 'no ARM request was refused meanwhile');
 
 $node->stop('fast');
+
+# nothing secret in the server log, at debug5
+my $log = slurp_file($node->logfile);
+like($log, qr/DEBUG:/, 'the server logged at debug levels');
+for my $secret ($emu->{client_secret}, $emu->{certificate_password})
+{
+	ok(index($log, $secret) < 0, 'no secret or password in the server log');
+}
+unlike($log, qr/eyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}/, 'no token or client assertion in the server log');
+unlike($log, qr/PRIVATE KEY/, 'no private key in the server log');
 done_testing();
