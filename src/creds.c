@@ -11,6 +11,14 @@
  * needs a vault whose credential could not be read, so that a DBA who
  * fixes a user mapping does not have to restart anything.
  *
+ * A refused token request (wrong secret, unregistered certificate, IMDS
+ * down) does not fail a job by itself: nothing was sent to Azure, and the
+ * DBA can fix the mapping while the failover waits.  auth.c's words for
+ * the refusal (OAuth error, AADSTS code, Entra's description, what to do;
+ * never a secret) go to asr_worker_status at once and, through the
+ * client's "no token: ..." answer, to the last_error of every job that
+ * needed a token.
+ *
  * IDENTIFICATION
  *	  src/creds.c
  *
