@@ -4,8 +4,9 @@
 # Suspended job surfaced as 'suspended', never resumed by the worker, and
 # resumed with asr_resume; asr_cancel of a running job; 429 and 5xx storms,
 # malformed, truncated and huge poll bodies and status URLs on a foreign
-# host, none of which fails a job, sends a token astray or stops the worker;
-# a refused request that fails only its own job; asr.job_timeout.
+# host, Retry-After and retry-after-ms, a poll that times out -- none of
+# which fails a job, sends a token astray or stops the worker; a refused
+# request that fails only its own job; asr.job_timeout.
 use strict;
 use warnings;
 use PostgreSQL::Test::Utils;
@@ -167,6 +168,49 @@ is(worker_pid($node), $worker, 'the worker never stopped');
 isnt(q1("SELECT last_error FROM asr_worker_status"), '', 'asr_worker_status shows the last error');
 my $c = q1("SELECT asr_test_failover_cleanup('db-vm-01')");
 is(final_state($c), 'succeeded', 'db-vm-01: cleanup succeeds') or diag(job_info($c));
+emulator_control($emu, 'DELETE', '/faults');
+
+# --- Retry-After and retry-after-ms on polls; status URLs with userinfo or http ---
+emulator_control($emu, 'DELETE', '/requests');
+my $poll_path = 'replicationJobs/[0-9a-fA-F-]{36}$';
+add_fault({ action => 'status', status => 500, count => 1, headers => { 'retry-after-ms' => '2500' },
+		match => { method => 'GET', path => $poll_path } });
+add_fault({ action => 'status', status => 503, retry_after => 3, count => 1, skip => 1,
+		match => { method => 'GET', path => $poll_path } });
+add_fault({ action => 'foreign_async', host => '127.0.0.1', userinfo => 'user:pass', count => undef,
+		match => { method => 'POST', path => "$item{'web-vm-01'}/testFailover\$" } });
+add_fault({ action => 'foreign_async', host => '127.0.0.1', scheme => 'http', count => undef,
+		match => { method => 'POST', path => "$item{'web-vm-01'}/testFailoverCleanup\$" } });
+# a poll that outlasts asr.http_timeout (10 s): a timeout, retried
+add_fault({ action => 'delay', delay_ms => 12000, count => 1, skip => 2,
+		match => { method => 'GET', path => $poll_path } });
+my $paced = q1("SELECT asr_test_failover('web-vm-01', 'latest')");
+ok(wait_for_query($node, "SELECT requests_in_flight >= 1 AND phase = 'working' FROM asr_worker_status", 't', 60),
+	'asr_worker_status shows the requests in flight');
+is(final_state($paced), 'succeeded', 'a job whose polls ask to wait or time out succeeds') or diag(job_info($paced));
+my $polls = emulator_requests($emu, method => 'GET', path => 'replicationJobs/' . azure_job($paced) . '$');
+for my $i (0 .. $#$polls - 1)
+{
+	my ($r, $next) = ($polls->[$i], $polls->[ $i + 1 ]);
+	next unless ($r->{status} // '') =~ /^(500|503)$/;
+	my $want = $r->{status} eq '500' ? 2.5 : 3;
+	ok($next->{time} - $r->{time} >= $want - 0.05,
+		"after a $r->{status} the poll waits as asked (" . ($r->{status} eq '500' ? 'retry-after-ms' : 'Retry-After') . ')')
+	  or diag("waited " . ($next->{time} - $r->{time}) . " s");
+}
+is(scalar(grep { ($_->{status} // '') =~ /^(500|503)$/ } @$polls), 2, 'both slow-down answers were seen');
+ok(scalar(grep { ($_->{duration_ms} // 0) >= 10000 } @$polls), 'one poll was slower than asr.http_timeout');
+like(q1("SELECT string_agg(detail, ' ') FROM asr_job_events WHERE job_id = $paced"),
+	qr/carries user information/, 'a status URL with user information is not followed');
+my $clean = q1("SELECT asr_test_failover_cleanup('web-vm-01')");
+is(final_state($clean), 'succeeded', 'web-vm-01: cleanup succeeds') or diag(job_info($clean));
+like(q1("SELECT string_agg(detail, ' ') FROM asr_job_events WHERE job_id = $clean"),
+	qr/is not https/, 'a plain-http status URL is not followed');
+$log = emulator_requests($emu);
+is(scalar(grep { $_->{authorization} && ($_->{listener} ne 'arm' || ($_->{host} // '') ne $arm_host) } @$log), 0,
+	'no token left the ARM host');
+is(scalar(grep { $_->{path} =~ /operationresults|replicationOperationStatus/i } @$log), 0,
+	'the rejected status URLs were never requested');
 emulator_control($emu, 'DELETE', '/faults');
 
 # --- asr.job_timeout -----------------------------------------------------------
