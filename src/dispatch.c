@@ -34,10 +34,11 @@
  *	  and port; relative URLs are joined to the ARM endpoint) and stored
  *	  only when they pass; a foreign URL is named in the job's detail and
  *	  nothing is ever sent to it (client.c checks every URL again);
- *	- when no job name can be derived (202 with neither header nor request
- *	  id), the vault's job list matched on the client request id finds the
- *	  job -- that also covers an unreachable or unreadable status URL; a
- *	  200/201/204 without any of them finished synchronously;
+ *	- the status URLs themselves are never read: an unreachable, foreign
+ *	  or unreadable one changes nothing.  When no job name can be derived
+ *	  (202 with neither header nor request id), the vault's job list
+ *	  matched on the client request id finds the job; a 200/201/204
+ *	  without any of them finished synchronously;
  *	- terminal states are compared case-insensitively, Canceled and
  *	  Cancelled alike, unknown states keep polling; Retry-After (seconds or
  *	  HTTP-date), retry-after-ms and x-ms-retry-after-ms set the next poll;
@@ -48,13 +49,15 @@
  * run, one GET of the vault's job list ($filter StartTime, following
  * nextLink) updates every job of the vault due for a poll (or due within
  * the next poll interval); a job the list does not show is polled on its
- * own.  Transient answers (408, 429, 5xx, transport errors)
- * never fail a job: client.c retries them with back-off, and whatever is
- * left makes the job wait and poll again.  A malformed, truncated or huge
+ * own.  Transient answers (408, 429, 5xx, transport errors) never fail a
+ * job: client.c retries them with back-off honouring Retry-After, a poll
+ * gives up after READ_ATTEMPTS tries and its job records the error, waits
+ * and polls again.  A malformed, truncated or huge
  * body only delays the job it belongs to.  A Suspended job becomes
  * 'suspended' and waits for asr_resume or asr_cancel; it is never resumed
- * by the worker.  A job still unfinished after asr.job_timeout fails with
- * JobTimeout (Azure's job is left alone).
+ * by the worker.  A job still running or suspended in Azure after
+ * asr.job_timeout (from its request) fails with JobTimeout; Azure's job is
+ * left alone.
  *
  * IDENTIFICATION
  *	  src/dispatch.c
