@@ -76,3 +76,8 @@ demo:
 .PHONY: fuzz
 fuzz:
 	$(MAKE) -C test/fuzz PG_CONFIG=$(PG_CONFIG)
+
+# asr against Microsoft's SDK on the emulator (bench/README.md)
+.PHONY: bench
+bench:
+	@bench/run
