@@ -519,11 +519,16 @@ handle_done(AsrHttpTransfer *t, TimestampTz now)
 		return;
 	}
 
+	/*
+	 * The call's own context: the loop's context (current here) is reset
+	 * before the next attempt.
+	 */
 	if (call->last_error)
 		pfree(call->last_error);
 	call->last_error = resp->status == 0
 		? MemoryContextStrdup(call->cxt, resp->transport_error ? resp->transport_error : "no response")
-		: psprintf("Azure answered HTTP %ld; retrying", resp->status);
+		: MemoryContextStrdup(call->cxt,
+							  psprintf("Azure answered HTTP %ld; retrying", resp->status));
 	if (asr_http_header(resp, "retry-after") || asr_http_header(resp, "retry-after-ms") ||
 		asr_http_header(resp, "x-ms-retry-after-ms"))
 		delay = asr_arm_retry_after_ms(resp, 1000);
