@@ -71,10 +71,15 @@ static AsrHttpRequest *
 tok_request(void *cred, TimestampTz now)
 {
 	AsrTokenState *st = (AsrTokenState *) cred;
+	AsrHttpRequest *req;
 
 	if (st == NULL || !asr_auth_needs_refresh(st, now))
 		return NULL;
-	return asr_auth_build_request(st, now, CurrentMemoryContext);
+	req = asr_auth_build_request(st, now, CurrentMemoryContext);
+	/* an unreadable certificate or a wrong password: the DBA sees it too */
+	if (req == NULL && asr_auth_last_error(st))
+		asr_worker_set_error(asr_auth_last_error(st));
+	return req;
 }
 
 static void

@@ -3,8 +3,8 @@
 # AADSTS code, Entra's description, what to do -- never with the secret;
 # the job waits, sends nothing to ARM, and goes on once the DBA fixes the
 # user mapping.  Cases: a wrong client secret, a certificate whose
-# thumbprint is not (or no longer) registered on the application, and
-# IMDS answering 400, 404, 429 and 500.
+# thumbprint is not (or no longer) registered on the application, a wrong
+# certificate password, and IMDS answering 400, 404, 429 and 500.
 use strict;
 use warnings;
 use PostgreSQL::Test::Utils;
@@ -115,8 +115,21 @@ like($err, qr/Upload this certificate/, 'unregistered thumbprint: what to do');
 like(worker_error(), qr/AADSTS700027/, 'unregistered thumbprint: asr_worker_status has the code');
 unlike($err . worker_error(), qr/PRIVATE KEY|eyJ[A-Za-z0-9_-]{8,}\./, 'unregistered thumbprint: no key or assertion');
 is(posts('failoverCommit'), 0, 'unregistered thumbprint: nothing was sent to ARM');
+
+# --- the registered certificate, with a wrong password -------------------
+my $wrong_password = 'Wr0ng-pfx-password-' . int(rand(1e9));
+remap("auth 'certificate', client_id '$emu->{cert_client_id}', certificate_file '$emu->{certificate_pfx}', "
+	  . "certificate_password '$wrong_password'");
+$err = wait_job_error($job, qr/could not use the certificate of server "azure"/, 'wrong certificate password');
+like($err, qr/Check certificate_password/, 'wrong certificate password: what to fix');
+ok(index($err, $wrong_password) < 0 && index($err, $emu->{certificate_password}) < 0,
+	'wrong certificate password: no password in the job');
+like(worker_error(), qr/could not use the certificate/, 'wrong certificate password: asr_worker_status says it too');
+ok(index(worker_error(), $wrong_password) < 0, 'wrong certificate password: no password in asr_worker_status');
+is(posts('failoverCommit'), 0, 'wrong certificate password: nothing was sent to ARM');
+
 remap("auth 'certificate', client_id '$emu->{cert_client_id}', certificate_file '$emu->{certificate_file}'");
-wait_done($job, 'unregistered thumbprint: the commit');
+wait_done($job, 'unregistered thumbprint and wrong password: the commit');
 
 # --- IMDS refusals ---------------------------------------------------------
 # IMDS refuses from the start (the worker must never get a token here)
@@ -157,7 +170,7 @@ $node->stop('fast');
 # nothing secret in the server log, at debug5
 my $log = slurp_file($node->logfile);
 like($log, qr/DEBUG:/, 'the server logged at debug levels');
-for my $secret ($wrong, $emu->{client_secret}, $emu->{certificate_password})
+for my $secret ($wrong, $wrong_password, $emu->{client_secret}, $emu->{certificate_password})
 {
 	ok(index($log, $secret) < 0, 'no secret or password in the server log');
 }
