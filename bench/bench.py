@@ -292,6 +292,7 @@ def run_asr(emu, n, poll, out, timeout):
             raise RuntimeError("asr sees %d of %d items (sync said %s)" % (items, n, synced))
         pid = cl.worker_pid()
         emu.wait_quiet()
+        before = memory_contexts(cl, pid, os.path.join(out, "worker-memory-%d-before.txt" % n))
         emu.refill()
         emu.control("DELETE", "/requests")
         cpu0, ecpu0 = proc_cpu(pid), emu.cpu()
@@ -329,7 +330,8 @@ def run_asr(emu, n, poll, out, timeout):
         return dict(side="asr", n=n, wall=max(done) if done and not failed else None, done=sorted(done),
                     succeeded=len(done), failed=failed, failed_throttle=throttled, cpu=cpu,
                     hwm_kb=mem.get("VmHWM"), rss_kb=mem.get("VmRSS"), anon_kb=mem.get("RssAnon"),
-                    enqueue_s=t_enq, emu_cpu=ecpu, crashes=crashes, contexts=contexts, **c)
+                    enqueue_s=t_enq, emu_cpu=ecpu, crashes=crashes, contexts=contexts,
+                    contexts_before=before, **c)
     finally:
         cl.stop()
 
@@ -533,6 +535,8 @@ def main():
             "%.3f" % r["ratio"] if r["ratio"] else "-", r["succeeded"], r["failed"], r["reads"], r["writes"],
             r["r429"], r["w429"], r["cpu"], (r["hwm_kb"] or 0) / 1024, r["reads"] / max(1, r["n"])))
     for r in rows:
+        for ctx in (r.get("contexts_before") or [])[:2]:
+            print("N=%d %s worker memory before the clock: %s" % (r["n"], r["side"], ctx))
         for ctx in r.get("contexts") or []:
             print("N=%d %s worker memory: %s" % (r["n"], r["side"], ctx))
         if r["crashes"]:
