@@ -78,9 +78,17 @@ static void on_item(AsrCall *call, AsrHttpResponse *resp, void *arg);
 static void on_points(AsrCall *call, AsrHttpResponse *resp, void *arg);
 static void vault_item_done(void *arg, const char *error);
 
+/*
+ * The caller's memory context: CommitTransactionCommand() leaves
+ * CurrentMemoryContext at TopMemoryContext, where whatever the caller
+ * allocates next would stay for the life of the worker.
+ */
+static MemoryContext tx_caller_context = NULL;
+
 static void
 tx_begin(void)
 {
+	tx_caller_context = CurrentMemoryContext;
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
 	PushActiveSnapshot(GetTransactionSnapshot());
@@ -92,6 +100,7 @@ tx_commit(void)
 {
 	PopActiveSnapshot();
 	CommitTransactionCommand();
+	MemoryContextSwitchTo(tx_caller_context);
 	pgstat_report_stat(false);
 	pgstat_report_activity(STATE_IDLE, NULL);
 }

@@ -113,6 +113,8 @@ asr_worker_main(Datum main_arg)
 		}
 		else
 			sleep_ms = worker_cycle(work_pending);
+		/* a commit in there leaves TopMemoryContext current: never keep it */
+		MemoryContextSwitchTo(cycle_context);
 
 		/*
 		 * Sleep on the latch and the sockets of requests in flight together:
@@ -198,11 +200,14 @@ static bool
 extension_installed(void)
 {
 	bool		installed;
+	MemoryContext caller = CurrentMemoryContext;
 
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
 	installed = OidIsValid(get_extension_oid(ASR_EXTENSION_NAME, true));
 	CommitTransactionCommand();
+	/* the commit left us in TopMemoryContext: back to the cycle's */
+	MemoryContextSwitchTo(caller);
 	pgstat_report_stat(false);
 	return installed;
 }
