@@ -24,10 +24,13 @@ OBJS = \
 	src/json.o \
 	src/jwt.o \
 	src/points.o \
+	src/poll.o \
 	src/reprotect.o \
 	src/shmem.o \
 	src/status.o \
+	src/submit.o \
 	src/sync.o \
+	src/txn.o \
 	src/util.o \
 	src/validate.o \
 	src/vaults.o \

@@ -33,6 +33,7 @@
 #include "items.h"
 #include "json.h"
 #include "sync.h"
+#include "txn.h"
 
 /* ---------------------------------------------------------------- */
 
@@ -78,32 +79,6 @@ static void on_item(AsrCall *call, AsrHttpResponse *resp, void *arg);
 static void on_points(AsrCall *call, AsrHttpResponse *resp, void *arg);
 static void vault_item_done(void *arg, const char *error);
 
-/*
- * The caller's memory context: CommitTransactionCommand() leaves
- * CurrentMemoryContext at TopMemoryContext, where whatever the caller
- * allocates next would stay for the life of the worker.
- */
-static MemoryContext tx_caller_context = NULL;
-
-static void
-tx_begin(void)
-{
-	tx_caller_context = CurrentMemoryContext;
-	SetCurrentStatementStartTimestamp();
-	StartTransactionCommand();
-	PushActiveSnapshot(GetTransactionSnapshot());
-	pgstat_report_activity(STATE_RUNNING, "asr: storing what Azure reported");
-}
-
-static void
-tx_commit(void)
-{
-	PopActiveSnapshot();
-	CommitTransactionCommand();
-	MemoryContextSwitchTo(tx_caller_context);
-	pgstat_report_stat(false);
-	pgstat_report_activity(STATE_IDLE, NULL);
-}
 
 /*
  * Run a store step in its own transaction; an ERROR becomes the returned
@@ -117,9 +92,9 @@ store_step(void (*fn) (void *), void *arg)
 
 	PG_TRY();
 	{
-		tx_begin();
+		asr_tx_begin("asr: storing what Azure reported");
 		fn(arg);
-		tx_commit();
+		asr_tx_commit();
 	}
 	PG_CATCH();
 	{
@@ -128,7 +103,7 @@ store_step(void (*fn) (void *), void *arg)
 		MemoryContextSwitchTo(old);
 		edata = CopyErrorData();
 		FlushErrorState();
-		AbortCurrentTransaction();
+		asr_tx_abort();
 		error = pstrdup(edata->message);
 		FreeErrorData(edata);
 	}
@@ -429,9 +404,9 @@ list_items(VaultSync *vs, const char *url)
 	/* the vault's credential may need SQL (user mapping lookup) */
 	PG_TRY();
 	{
-		tx_begin();
+		asr_tx_begin("asr: storing what Azure reported");
 		v = asr_vault_get(vs->vault_id, false);
-		tx_commit();
+		asr_tx_commit();
 	}
 	PG_CATCH();
 	{
@@ -440,7 +415,7 @@ list_items(VaultSync *vs, const char *url)
 		MemoryContextSwitchTo(vs->cxt);
 		edata = CopyErrorData();
 		FlushErrorState();
-		AbortCurrentTransaction();
+		asr_tx_abort();
 		error = pstrdup(edata->message);
 		v = NULL;
 	}
@@ -569,9 +544,9 @@ asr_sync_collect(void)
 	{
 		MemoryContext caller = CurrentMemoryContext;
 
-		tx_begin();
+		asr_tx_begin("asr: storing what Azure reported");
 		ids = asr_vault_ids(caller);
-		tx_commit();
+		asr_tx_commit();
 	}
 
 	foreach(lc, clocks)

@@ -42,6 +42,7 @@
 #include "dispatch.h"
 #include "http.h"
 #include "sync.h"
+#include "txn.h"
 
 /*
  * Longest sleep between two looks at the tables when nothing wakes the
@@ -200,14 +201,9 @@ static bool
 extension_installed(void)
 {
 	bool		installed;
-	MemoryContext caller = CurrentMemoryContext;
 
-	SetCurrentStatementStartTimestamp();
-	StartTransactionCommand();
+	asr_tx_begin("asr: checking for work");
 	installed = OidIsValid(get_extension_oid(ASR_EXTENSION_NAME, true));
-	CommitTransactionCommand();
-	/* the commit left us in TopMemoryContext: back to the cycle's */
-	MemoryContextSwitchTo(caller);
-	pgstat_report_stat(false);
+	asr_tx_commit();
 	return installed;
 }

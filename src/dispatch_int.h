@@ -1,0 +1,103 @@
+/*-------------------------------------------------------------------------
+ *
+ * dispatch_int.h
+ *	  What the three rooms of the job engine share: dispatch.c (the job
+ *	  contexts, their transactions, picking up work), submit.c (sending an
+ *	  action and reconciling it) and poll.c (following the ASR job to its
+ *	  end, one job or a whole vault at a time).
+ *
+ * Nothing outside those three files includes this header; the worker
+ * sees only dispatch.h.
+ *
+ * IDENTIFICATION
+ *	  src/dispatch_int.h
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef ASR_DISPATCH_INT_H
+#define ASR_DISPATCH_INT_H
+
+#include "arm.h"
+#include "client.h"
+#include "creds.h"
+#include "jobs.h"
+#include "json.h"
+
+/* How many jobs the worker works on at once (the rest wait in the table). */
+#define MAX_ACTIVE_JOBS 2000
+/* Look this far before a job's request time in Azure's job list. */
+#define RECONCILE_WINDOW_S 600
+/* Tries of a poll before its job records the error and waits. */
+#define READ_ATTEMPTS 4
+/* Poll a vault through its job list while more jobs than this run. */
+#define VAULT_LIST_THRESHOLD 5
+
+typedef enum Phase
+{
+	PH_CHECK_ITEM,				/* GET the item, check allowedOperations */
+	PH_POST,					/* send the action */
+	PH_LIST_JOBS,				/* reconcile: the vault's job list */
+	PH_RECONCILE_ITEM,			/* reconcile: the item's currentScenario */
+	PH_SCENARIO_JOB,			/* reconcile: the job named there */
+	PH_POLL,					/* GET replicationJobs/{name} */
+	PH_CONTROL,					/* cancel / resume the ASR job */
+	PH_FINAL					/* re-read the item, then finish */
+} Phase;
+
+typedef struct JobCtx
+{
+	int64		job_id;
+	MemoryContext cxt;
+	Phase		phase;
+	bool		finished;
+	AsrJob		job;
+	int			vault_id;
+	char	   *list_url;		/* next page of the job list */
+	bool		conflict_seen;	/* a 409 was already reconciled once */
+	AsrJobDoc  *doc;			/* the finished ASR job */
+	struct VaultPoll *vp;		/* the job list polling for this job */
+} JobCtx;
+
+/* One GET of a vault's job list standing for the polls of many jobs. */
+typedef struct VaultPoll
+{
+	MemoryContext cxt;
+	int			vault_id;
+	List	   *jobs;			/* of JobCtx *, all in PH_POLL */
+	List	   *seen;			/* of JobCtx * the list has answered for */
+	bool		finished;
+} VaultPoll;
+
+
+/* dispatch.c: job contexts and their steps */
+extern void asr_dx_run_step(JobCtx *jc, void (*fn) (JobCtx *jc, void *arg), void *arg);
+extern const char *asr_dx_required_operation(const char *action);
+extern AsrVault *asr_dx_vault(JobCtx *jc);
+extern void asr_dx_update(int64 job_id, const char *expected, AsrJobUpdate *u);
+extern void asr_dx_fail(JobCtx *jc, const char *code, const char *message);
+extern void asr_dx_wait(JobCtx *jc, long ms, const char *last_error);
+extern char *asr_dx_json_text(JsonbContainer *c, const char *key);
+extern bool asr_dx_is_active(int64 job_id);
+extern JobCtx *asr_dx_new_ctx(int64 job_id);
+extern bool asr_dx_load(JobCtx *jc);
+extern void asr_dx_answer_step(JobCtx *jc, void *arg);
+extern void asr_dx_on_response(AsrCall *call, AsrHttpResponse *resp, void *arg);
+
+/* submit.c: sending and reconciling */
+extern void asr_dx_start_phase(JobCtx *jc);
+extern char *asr_dx_job_list_url(AsrVault *v, TimestampTz since);
+extern void asr_dx_fail_azure(JobCtx *jc, AsrHttpResponse *resp, const char *doing);
+extern void asr_dx_answer_check_item(JobCtx *jc, AsrHttpResponse *resp);
+extern void asr_dx_answer_post(JobCtx *jc, AsrHttpResponse *resp);
+extern void asr_dx_answer_list_jobs(JobCtx *jc, AsrHttpResponse *resp);
+extern void asr_dx_answer_reconcile_item(JobCtx *jc, AsrHttpResponse *resp);
+extern void asr_dx_answer_scenario_job(JobCtx *jc, AsrHttpResponse *resp);
+
+/* poll.c: following ASR jobs */
+extern void asr_dx_answer_poll(JobCtx *jc, AsrHttpResponse *resp);
+extern void asr_dx_answer_control(JobCtx *jc, AsrHttpResponse *resp);
+extern void asr_dx_start_polls(List *polls);
+extern void asr_dx_on_final_synced(void *arg, const char *error);
+extern void asr_dx_reap_polls(void);
+
+#endif							/* ASR_DISPATCH_INT_H */

@@ -1,0 +1,72 @@
+/*-------------------------------------------------------------------------
+ *
+ * txn.c
+ *	  The worker's short transactions: begin, commit, abort, and back to
+ *	  the memory context the caller was in.
+ *
+ * The worker never keeps a transaction open across network I/O: every
+ * answer from Azure is recorded in a transaction of its own.  Commit and
+ * abort leave CurrentMemoryContext at TopMemoryContext, where whatever the
+ * caller allocates next would stay for the life of the worker (a leak of
+ * megabytes per job at scale); these helpers return to the caller's
+ * context instead, and say in pg_stat_activity what the worker does.
+ * Transactions of the worker do not nest.
+ *
+ * IDENTIFICATION
+ *	  src/txn.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/xact.h"
+#include "pgstat.h"
+#include "utils/memutils.h"
+#include "utils/snapmgr.h"
+
+#include "txn.h"
+
+static MemoryContext caller_context = NULL;
+
+/*
+ * Start a transaction with a snapshot; what is reported in
+ * pg_stat_activity while it runs.
+ */
+void
+asr_tx_begin(const char *what)
+{
+	caller_context = CurrentMemoryContext;
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	pgstat_report_activity(STATE_RUNNING, what);
+}
+
+/*
+ * Commit, flush statistics (so autovacuum sees the job tables' churn) and
+ * go back to the caller's memory context.
+ */
+void
+asr_tx_commit(void)
+{
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+	if (caller_context)
+		MemoryContextSwitchTo(caller_context);
+	caller_context = NULL;
+	pgstat_report_stat(false);
+	pgstat_report_activity(STATE_IDLE, NULL);
+}
+
+/*
+ * After an ERROR was caught: abort and go back to the caller's context.
+ */
+void
+asr_tx_abort(void)
+{
+	AbortCurrentTransaction();
+	if (caller_context)
+		MemoryContextSwitchTo(caller_context);
+	caller_context = NULL;
+	pgstat_report_activity(STATE_IDLE, NULL);
+}
