@@ -26,6 +26,7 @@
 #include "utils/json.h"
 
 #include "arm.h"
+#include "armid.h"
 #include "asr.h"
 #include "json.h"
 
@@ -85,25 +86,6 @@ asr_arm_ids_equal(const char *a, const char *b)
 	return pg_strcasecmp(a, b) == 0;
 }
 
-bool
-asr_arm_looks_like_guid(const char *s)
-{
-	int			i;
-
-	if (s == NULL || strlen(s) != 36)
-		return false;
-	for (i = 0; i < 36; i++)
-	{
-		if (i == 8 || i == 13 || i == 18 || i == 23)
-		{
-			if (s[i] != '-')
-				return false;
-		}
-		else if (!isxdigit((unsigned char) s[i]))
-			return false;
-	}
-	return true;
-}
 
 /*
  * base + path + suffix + "?api-version=".  Paths come from Azure's own ids
@@ -287,15 +269,15 @@ asr_arm_job_name(const AsrHttpResponse *resp)
 	const char *rid;
 
 	name = segment_after(asr_http_header(resp, "location"), "/operationresults/");
-	if (asr_arm_looks_like_guid(name))
+	if (asr_is_guid(name))
 		return name;
 	name = segment_after(asr_http_header(resp, "azure-asyncoperation"),
 						 "/replicationOperationStatus/");
-	if (asr_arm_looks_like_guid(name))
+	if (asr_is_guid(name))
 		return name;
 	rid = asr_http_header(resp, "x-ms-request-id");
 	name = segment_after(rid, "/replicationJobs/");
-	if (asr_arm_looks_like_guid(name))
+	if (asr_is_guid(name))
 		return name;
 	return NULL;
 }

@@ -33,7 +33,6 @@ typedef struct AsrItemPath
 
 extern bool asr_arm_parse_item_id(const char *arm_id, AsrItemPath *path);
 extern bool asr_arm_ids_equal(const char *a, const char *b);
-extern bool asr_arm_looks_like_guid(const char *s);
 
 /* URLs: base is the ARM endpoint, paths are ARM ids as Azure spells them */
 extern char *asr_arm_url(const char *base, const char *path, const char *suffix);

@@ -58,13 +58,16 @@ split_id(const char *id)
 	return segs;
 }
 
-/* A GUID in its 8-4-4-4-12 hex form. */
-static bool
-is_uuid(const char *s)
+/*
+ * A GUID in its 8-4-4-4-12 hex form: subscription, tenant and application
+ * ids, ASR job names.  The one definition for every room.
+ */
+bool
+asr_is_guid(const char *s)
 {
 	int			i;
 
-	if (strlen(s) != 36)
+	if (s == NULL || strlen(s) != 36)
 		return false;
 	for (i = 0; i < 36; i++)
 	{
@@ -130,7 +133,7 @@ asr_arm_id_matches(const char *id, const char *shape)
 
 		if (strcmp(w, "{subscription id}") == 0)
 		{
-			if (!is_uuid(s))
+			if (!asr_is_guid(s))
 				return false;
 		}
 		else if (strcmp(w, "{resource group}") == 0)

@@ -28,6 +28,7 @@
 	"/replicationFabrics/{name}/replicationProtectionContainers/{name}" \
 	"/replicationProtectedItems/{name}"
 
+extern bool asr_is_guid(const char *s);
 extern bool asr_arm_id_matches(const char *id, const char *shape);
 extern void asr_arm_id_check(const char *id, const char *shape, const char *what);
 extern bool asr_arm_id_equal(const char *a, const char *b);

@@ -45,6 +45,7 @@
 #include "utils/builtins.h"
 #include "utils/syscache.h"
 
+#include "armid.h"
 #include "auth.h"
 #include "fdw.h"
 
@@ -106,7 +107,6 @@ static void validate_options(List *options, Oid context, bool check_privileges);
 static void refuse_option(const char *name, Oid context);
 static void check_value(DefElem *def, bool check_privileges);
 static void check_mapping(const MappingOptions *m, bool check_privileges);
-static bool is_guid(const char *s);
 static const char *check_base_url(const char *url, const char *scheme,
 								  bool path_allowed, char **normalized);
 static char *base_url_or_error(const char *option, const char *value,
@@ -249,7 +249,7 @@ check_value(DefElem *def, bool check_privileges)
 
 	if (strcmp(name, "tenant_id") == 0 || strcmp(name, "client_id") == 0)
 	{
-		if (!is_guid(value))
+		if (!asr_is_guid(value))
 			ereport(ERROR,
 					(errcode(ERRCODE_FDW_INVALID_ATTRIBUTE_VALUE),
 					 errmsg("invalid value for option \"%s\": \"%s\"", name, value),
@@ -419,28 +419,6 @@ check_mapping(const MappingOptions *m, bool check_privileges)
 	}
 }
 
-/*
- * Azure's directory and application ids: 8-4-4-4-12 hexadecimal digits.
- */
-static bool
-is_guid(const char *s)
-{
-	int			i;
-
-	if (strlen(s) != 36)
-		return false;
-	for (i = 0; i < 36; i++)
-	{
-		if (i == 8 || i == 13 || i == 18 || i == 23)
-		{
-			if (s[i] != '-')
-				return false;
-		}
-		else if (!isxdigit((unsigned char) s[i]))
-			return false;
-	}
-	return true;
-}
 
 /*
  * Parse url with libcurl's URL API and check it is scheme://host[:port]

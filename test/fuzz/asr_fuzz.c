@@ -243,7 +243,7 @@ target_armid(const char *data, size_t size)
 		(void) asr_arm_container_path(a);
 	}
 	(void) asr_arm_ids_equal(a, b);
-	(void) asr_arm_looks_like_guid(a);
+	(void) asr_is_guid(a);
 	for (i = 0; i < lengthof(shapes); i++)
 		(void) asr_arm_id_matches(a, shapes[i]);
 	(void) asr_arm_id_equal(a, b);
