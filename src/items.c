@@ -30,31 +30,7 @@
 #include "items.h"
 #include "util.h"
 
-/* Column col of the first result row as a string in cxt (NULL for NULL). */
-static char *
-copy_col(MemoryContext cxt, int col)
-{
-	char	   *s = asr_spi_text(0, col);
 
-	return s ? MemoryContextStrdup(cxt, s) : NULL;
-}
-
-/* Column col of the first result row as a jsonb in cxt (NULL for NULL). */
-static Jsonb *
-copy_jsonb_col(MemoryContext cxt, int col)
-{
-	bool		isnull;
-	Datum		d = asr_spi_datum(0, col, &isnull);
-	Jsonb	   *j;
-	Jsonb	   *copy;
-
-	if (isnull)
-		return NULL;
-	j = DatumGetJsonbP(d);
-	copy = MemoryContextAlloc(cxt, VARSIZE(j));
-	memcpy(copy, j, VARSIZE(j));
-	return copy;
-}
 
 /*
  * Load one item by id; false when it does not exist.  With lock, the row
@@ -93,14 +69,14 @@ asr_item_load(int64 item_id, bool lock, AsrItem *item)
 
 		item->item_id = DatumGetInt64(asr_spi_datum(0, 1, &isnull));
 		item->vault_id = DatumGetInt32(asr_spi_datum(0, 2, &isnull));
-		item->vault = copy_col(cxt, 3);
-		item->name = copy_col(cxt, 4);
-		item->arm_id = copy_col(cxt, 5);
-		item->protection_state = copy_col(cxt, 6);
-		item->protection_state_description = copy_col(cxt, 7);
-		item->active_location = copy_col(cxt, 8);
-		item->replication_health = copy_col(cxt, 9);
-		item->test_failover_state = copy_col(cxt, 10);
+		item->vault = asr_spi_copy_text(cxt, 3);
+		item->name = asr_spi_copy_text(cxt, 4);
+		item->arm_id = asr_spi_copy_text(cxt, 5);
+		item->protection_state = asr_spi_copy_text(cxt, 6);
+		item->protection_state_description = asr_spi_copy_text(cxt, 7);
+		item->active_location = asr_spi_copy_text(cxt, 8);
+		item->replication_health = asr_spi_copy_text(cxt, 9);
+		item->test_failover_state = asr_spi_copy_text(cxt, 10);
 		d = asr_spi_datum(0, 11, &isnull);
 		item->nops = 0;
 		item->allowed_operations = NULL;
@@ -121,13 +97,13 @@ asr_item_load(int64 item_id, bool lock, AsrItem *item)
 					item->allowed_operations[item->nops++] = TextDatumGetCString(elems[i]);
 			MemoryContextSwitchTo(old);
 		}
-		item->primary_region = copy_col(cxt, 12);
-		item->recovery_region = copy_col(cxt, 13);
-		item->scenario = copy_col(cxt, 14);
+		item->primary_region = asr_spi_copy_text(cxt, 12);
+		item->recovery_region = asr_spi_copy_text(cxt, 13);
+		item->scenario = asr_spi_copy_text(cxt, 14);
 		d = asr_spi_datum(0, 15, &isnull);
 		item->disks_total = isnull ? -1 : DatumGetInt32(d);
-		item->properties = copy_jsonb_col(cxt, 16);
-		item->vault_reprotect_options = copy_jsonb_col(cxt, 17);
+		item->properties = asr_spi_copy_jsonb(cxt, 16);
+		item->vault_reprotect_options = asr_spi_copy_jsonb(cxt, 17);
 		item->synced_at = DatumGetTimestampTz(asr_spi_datum(0, 18, &isnull));
 	}
 	asr_unpin_search_path(nestlevel);

@@ -306,38 +306,8 @@ asr_job_transition(int64 job_id, const char *expected_state,
 	return true;
 }
 
-/* A copy of len bytes in cxt. */
-static void *
-copy_bytes(MemoryContext cxt, const void *src, Size len)
-{
-	void	   *p = MemoryContextAlloc(cxt, len);
 
-	memcpy(p, src, len);
-	return p;
-}
 
-/* Column col of the first result row as a string in cxt (NULL for NULL). */
-static char *
-copy_text(MemoryContext cxt, int col)
-{
-	char	   *s = asr_spi_text(0, col);
-
-	return s ? MemoryContextStrdup(cxt, s) : NULL;
-}
-
-/* Column col of the first result row as a jsonb in cxt (NULL for NULL). */
-static Jsonb *
-copy_jsonb(MemoryContext cxt, int col)
-{
-	bool		isnull;
-	Datum		d = asr_spi_datum(0, col, &isnull);
-	Jsonb	   *j;
-
-	if (isnull)
-		return NULL;
-	j = DatumGetJsonbP(d);
-	return (Jsonb *) copy_bytes(cxt, j, VARSIZE(j));
-}
 
 #define JOB_COLUMNS \
 	"j.job_id, j.item_id, i.name, i.arm_id, j.action, j.state, j.progress, " \
@@ -355,26 +325,26 @@ fill_job(MemoryContext cxt, AsrJob *job)
 
 	job->job_id = DatumGetInt64(asr_spi_datum(0, 1, &isnull));
 	job->item_id = DatumGetInt64(asr_spi_datum(0, 2, &isnull));
-	job->item_name = copy_text(cxt, 3);
-	job->item_arm_id = copy_text(cxt, 4);
-	job->action = copy_text(cxt, 5);
-	job->state = copy_text(cxt, 6);
+	job->item_name = asr_spi_copy_text(cxt, 3);
+	job->item_arm_id = asr_spi_copy_text(cxt, 4);
+	job->action = asr_spi_copy_text(cxt, 5);
+	job->state = asr_spi_copy_text(cxt, 6);
 	job->progress = DatumGetInt16(asr_spi_datum(0, 7, &isnull));
-	job->current_task = copy_text(cxt, 8);
-	job->azure_job = copy_text(cxt, 9);
-	job->azure_state = copy_text(cxt, 10);
-	job->error_code = copy_text(cxt, 11);
-	job->error_message = copy_text(cxt, 12);
-	job->recovery_point = copy_text(cxt, 13);
-	job->control = copy_text(cxt, 14);
-	job->requested_by = copy_text(cxt, 15);
+	job->current_task = asr_spi_copy_text(cxt, 8);
+	job->azure_job = asr_spi_copy_text(cxt, 9);
+	job->azure_state = asr_spi_copy_text(cxt, 10);
+	job->error_code = asr_spi_copy_text(cxt, 11);
+	job->error_message = asr_spi_copy_text(cxt, 12);
+	job->recovery_point = asr_spi_copy_text(cxt, 13);
+	job->control = asr_spi_copy_text(cxt, 14);
+	job->requested_by = asr_spi_copy_text(cxt, 15);
 	job->requested_at = DatumGetTimestampTz(asr_spi_datum(0, 16, &isnull));
 	job->restart_of = DatumGetInt64(asr_spi_datum(0, 17, &isnull));
 	if (isnull)
 		job->restart_of = 0;
-	job->client_request_id = copy_text(cxt, 18);
-	job->request = copy_jsonb(cxt, 19);
-	job->options = copy_jsonb(cxt, 20);
+	job->client_request_id = asr_spi_copy_text(cxt, 18);
+	job->request = asr_spi_copy_jsonb(cxt, 19);
+	job->options = asr_spi_copy_jsonb(cxt, 20);
 	job->created_here =
 		TransactionIdIsCurrentTransactionId(DatumGetTransactionId(asr_spi_datum(0, 21, &isnull)));
 }

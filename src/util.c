@@ -171,3 +171,32 @@ asr_check_writable(const char *function_name)
 				 errhint("Call %s() on the primary server.", function_name)));
 	PreventCommandIfReadOnly(psprintf("%s()", function_name));
 }
+
+/*
+ * Column col of the first result row as a string in cxt (NULL for NULL):
+ * SPI results die with SPI_finish, what callers keep must be copied out.
+ */
+char *
+asr_spi_copy_text(MemoryContext cxt, int col)
+{
+	char	   *s = asr_spi_text(0, col);
+
+	return s ? MemoryContextStrdup(cxt, s) : NULL;
+}
+
+/* Column col of the first result row as a jsonb in cxt (NULL for NULL). */
+Jsonb *
+asr_spi_copy_jsonb(MemoryContext cxt, int col)
+{
+	bool		isnull;
+	Datum		d = asr_spi_datum(0, col, &isnull);
+	Jsonb	   *j;
+	Jsonb	   *copy;
+
+	if (isnull)
+		return NULL;
+	j = DatumGetJsonbP(d);
+	copy = MemoryContextAlloc(cxt, VARSIZE(j));
+	memcpy(copy, j, VARSIZE(j));
+	return copy;
+}

@@ -15,6 +15,7 @@
 #include "postgres.h"
 
 #include "executor/spi.h"
+#include "utils/jsonb.h"
 
 /* unfinished job states, as an SQL array literal */
 #define ASR_UNFINISHED_STATES "'{queued,submitting,running,suspended}'::text[]"
@@ -25,6 +26,8 @@ extern void asr_unpin_search_path(int nestlevel);
 extern int	asr_spi(const char *query, int nargs, Oid *argtypes,
 					Datum *values, const char *nulls, bool read_only, long count);
 extern char *asr_spi_text(int row, int col);
+extern char *asr_spi_copy_text(MemoryContext cxt, int col);
+extern Jsonb *asr_spi_copy_jsonb(MemoryContext cxt, int col);
 extern bool asr_spi_isnull(int row, int col);
 extern Datum asr_spi_datum(int row, int col, bool *isnull);
 extern void asr_check_writable(const char *function_name);
