@@ -14,6 +14,7 @@ OBJS = \
 	src/asr.o \
 	src/auth.o \
 	src/client.o \
+	src/credlookup.o \
 	src/creds.o \
 	src/dispatch.o \
 	src/fdw.o \

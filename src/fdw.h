@@ -8,8 +8,9 @@
  * explicit endpoints); a USER MAPPING for the worker's role, or PUBLIC,
  * holds the application and its secret (DESIGN.md §4).  The validator
  * refuses secrets on a SERVER, unknown options and malformed values when
- * the DBA types them; asr_credential_lookup() turns a server name into one
- * self-contained AsrCredential for the token code (auth.h).
+ * the DBA types them (fdw.c); asr_credential_lookup() turns a server name
+ * into one self-contained AsrCredential for the token code (credlookup.c,
+ * for auth.h).
  *
  * IDENTIFICATION
  *	  src/fdw.h
@@ -20,6 +21,7 @@
 #define ASR_FDW_H
 
 #include "fmgr.h"
+#include "nodes/pg_list.h"
 
 #define ASR_FDW_NAME "asr_azure"
 
@@ -85,6 +87,18 @@ typedef struct AsrCredential
 
 /* the validator (SQL: asr_azure_validator(text[], oid)) */
 extern PGDLLEXPORT Datum asr_azure_validator(PG_FUNCTION_ARGS);
+
+/*
+ * The validator's checks, for the credential lookup: every option of one
+ * object (context is ForeignServerRelationId or UserMappingRelationId;
+ * check_privileges only when a role is setting them), and an endpoint
+ * option's value as a normalized "scheme://host[:port]".  Both ereport
+ * ERROR with the validator's messages.
+ */
+extern void asr_fdw_validate_options(List *options, Oid context,
+									 bool check_privileges);
+extern char *asr_fdw_base_url(const char *option, const char *value,
+							  const char *scheme);
 
 /*
  * Credentials of server_name for role roleid (its own user mapping, else
