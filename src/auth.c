@@ -1,23 +1,31 @@
 /*-------------------------------------------------------------------------
  *
  * auth.c
- *	  Azure AD (Entra ID) tokens: client secret, certificate assertion,
- *	  managed identity, and the per-credential cache.
+ *	  Azure AD (Entra ID) tokens: the per-credential cache and the refresh
+ *	  policy; token requests for a client secret, a certificate assertion
+ *	  or a managed identity.
  *
  * Everything here is data in, data out: the worker hands us a credential
- * (fdw.c), asks for a token request, sends it with its HTTP engine and
- * hands back the response.  Nothing here runs SQL, touches the network or
- * the file system, or ereports except when palloc runs out of memory; a
+ * (credlookup.c), asks for a token request, sends it with its HTTP engine
+ * and hands back the response.  Nothing here runs SQL, touches the network
+ * or the file system, or ereports except when palloc runs out of memory; a
  * failure becomes the state's last_error, in words a DBA can act on.
+ * This file decides when to ask (refresh margin, back-off, one request in
+ * flight, a 401 from ARM), what to send for each source of credentials,
+ * and what to keep; authresp.c reads what Entra ID or IMDS answered.
  *
  * Secrets never leave this file except in request bodies, which are
  * zeroed when the caller's memory context goes.  Every buffer that held a
  * secret, a private key, an assertion or a token is allocated at its final
  * size (so no realloc leaves copies behind) and zeroed before release;
  * the certificate's key lives in a signer (jwt.c) in the state's context.
- * JSON is read with PostgreSQL's own JSON parser (common/jsonapi.h, the
- * one under jsonb), which reports malformed input as a return code
- * instead of an ERROR.
+ * Every message is redacted of the secrets its state knows before it is
+ * kept (set_error).
+ *
+ * Arrows: called by creds.c (the worker's token bridge), worker.c (exit),
+ * fdw.c and credlookup.c (the cloud table) and the unit and fuzz tests;
+ * calls authresp.c (answers), jwt.c (certificates and assertions) and
+ * libcurl's URL escaping.
  *
  * IDENTIFICATION
  *	  src/auth.c
@@ -28,13 +36,12 @@
 
 #include <curl/curl.h>
 
-#include "common/jsonapi.h"
 #include "lib/stringinfo.h"
-#include "mb/pg_wchar.h"
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
 
 #include "auth.h"
+#include "authresp.h"
 #include "jwt.h"
 
 /* a request in flight longer than this is taken as lost */
@@ -95,9 +102,7 @@ static List *states = NIL;
 
 static void state_setup(AsrTokenState *st, const AsrCredential *cred);
 static void state_reset_callback(void *arg);
-static void wipe_free(char **p);
 static char *concat_n(MemoryContext cxt, int n,...);
-static char *host_of(const char *url);
 static void set_error(AsrTokenState *st, const char *code, const char *fmt,...)
 			pg_attribute_printf(3, 4);
 static void fail(AsrTokenState *st, TimestampTz now, long retry_after_s);
@@ -118,6 +123,7 @@ asr_cloud_lookup(const char *name)
 	return NULL;
 }
 
+/* the valid cloud names, for the validator's hints */
 const char *
 asr_cloud_names(void)
 {
@@ -261,6 +267,10 @@ asr_auth_forget_all(void)
 	states = NIL;
 }
 
+/*
+ * A token about to expire is not sent: it could expire on the way and
+ * earn a 401 that costs a resend.
+ */
 bool
 asr_auth_token_usable(AsrTokenState *st, TimestampTz now)
 {
@@ -268,6 +278,12 @@ asr_auth_token_usable(AsrTokenState *st, TimestampTz now)
 		now < st->expires_at - ASR_AUTH_EXPIRY_SKEW_S * USECS_PER_SEC;
 }
 
+/*
+ * The refresh policy in one place: at most one request in flight (one
+ * that was never answered is abandoned after ASR_AUTH_REQUEST_STALE_S),
+ * the back-off respected, and a request only when there is no token or
+ * it has reached its refresh time.
+ */
 bool
 asr_auth_needs_refresh(AsrTokenState *st, TimestampTz now)
 {
@@ -283,6 +299,10 @@ asr_auth_needs_refresh(AsrTokenState *st, TimestampTz now)
 		!asr_auth_token_usable(st, now);
 }
 
+/*
+ * Accessors for the worker and the status display: callers never see the
+ * state's layout, so the policy cannot be bypassed from outside.
+ */
 TimestampTz
 asr_auth_next_attempt(AsrTokenState *st)
 {
@@ -328,12 +348,17 @@ asr_auth_invalidate(AsrTokenState *st, uint64 gen)
 {
 	if (st->token != NULL && gen == st->generation)
 	{
-		wipe_free(&st->token);
+		asr_wipe_free(&st->token);
 		st->expires_at = st->refresh_at = 0;
 	}
 	return true;
 }
 
+/*
+ * A request that will never be answered (the transfer was dropped, or it
+ * went stale) counts as a failed attempt, so the back-off applies and the
+ * DBA sees why no token came.
+ */
 void
 asr_auth_abandon_request(AsrTokenState *st, TimestampTz now, const char *why)
 {
@@ -460,6 +485,10 @@ asr_auth_build_request(AsrTokenState *st, TimestampTz now, MemoryContext cxt)
 	return req;
 }
 
+/*
+ * Runs when the request's memory context goes: the form body holds the
+ * client secret or the assertion.
+ */
 static void
 wipe_request_callback(void *arg)
 {
@@ -467,172 +496,6 @@ wipe_request_callback(void *arg)
 
 	if (req->body)
 		explicit_bzero((char *) req->body, req->body_len);
-}
-
-/* ---- reading the answer ---- */
-
-typedef struct TokenFields
-{
-	int			depth;
-	char	   *field;			/* current top-level field */
-	bool		in_codes;		/* inside "error_codes" */
-	char	   *access_token;
-	char	   *token_type;
-	char	   *expires_in;
-	char	   *expires_on;
-	char	   *refresh_in;
-	char	   *error;
-	char	   *error_description;
-	char	   *error_code;		/* first of error_codes */
-	char	   *trace_id;
-	char	   *correlation_id;
-} TokenFields;
-
-static void
-tf_struct_start(void *state)
-{
-	((TokenFields *) state)->depth++;
-}
-
-static void
-tf_struct_end(void *state)
-{
-	TokenFields *tf = (TokenFields *) state;
-
-	tf->depth--;
-	if (tf->depth == 1)
-		tf->in_codes = false;
-}
-
-static void
-tf_field(void *state, char *fname, bool isnull)
-{
-	TokenFields *tf = (TokenFields *) state;
-
-	if (tf->depth != 1)
-	{
-		pfree(fname);
-		return;
-	}
-	if (tf->field)
-		pfree(tf->field);
-	tf->field = fname;
-	tf->in_codes = (strcmp(fname, "error_codes") == 0);
-}
-
-static void
-tf_keep(char **slot, char *token)
-{
-	if (*slot)
-		wipe_free(slot);
-	*slot = token;
-}
-
-/*
- * Keep the fields we read; zero and drop every other scalar, since some
- * of them (refresh_token, id tokens) may be secrets too.
- */
-static void
-tf_scalar(void *state, char *token, JsonTokenType tokentype)
-{
-	TokenFields *tf = (TokenFields *) state;
-	const char *f = tf->field;
-
-	if (tf->depth == 1 && f && tokentype != JSON_TOKEN_NULL)
-	{
-		char	  **slot = NULL;
-
-		if (strcmp(f, "access_token") == 0)
-			slot = &tf->access_token;
-		else if (strcmp(f, "token_type") == 0)
-			slot = &tf->token_type;
-		else if (strcmp(f, "expires_in") == 0)
-			slot = &tf->expires_in;
-		else if (strcmp(f, "expires_on") == 0)
-			slot = &tf->expires_on;
-		else if (strcmp(f, "refresh_in") == 0)
-			slot = &tf->refresh_in;
-		else if (strcmp(f, "error") == 0)
-			slot = &tf->error;
-		else if (strcmp(f, "error_description") == 0)
-			slot = &tf->error_description;
-		else if (strcmp(f, "trace_id") == 0)
-			slot = &tf->trace_id;
-		else if (strcmp(f, "correlation_id") == 0)
-			slot = &tf->correlation_id;
-		if (slot)
-		{
-			tf_keep(slot, token);
-			return;
-		}
-	}
-	if (tf->depth == 2 && tf->in_codes && tf->error_code == NULL &&
-		tokentype == JSON_TOKEN_NUMBER)
-	{
-		tf->error_code = token;
-		return;
-	}
-	wipe_free(&token);
-}
-
-static void
-tf_wipe(TokenFields *tf)
-{
-	wipe_free(&tf->field);
-	wipe_free(&tf->access_token);
-	wipe_free(&tf->token_type);
-	wipe_free(&tf->expires_in);
-	wipe_free(&tf->expires_on);
-	wipe_free(&tf->refresh_in);
-	wipe_free(&tf->error);
-	wipe_free(&tf->error_description);
-	wipe_free(&tf->error_code);
-	wipe_free(&tf->trace_id);
-	wipe_free(&tf->correlation_id);
-}
-
-/*
- * Parse a token endpoint's answer into tf.  The lexer's de-escaping
- * buffer is sized to the whole body first, so it is never reallocated
- * (which would leave pieces of the token in freed memory), and is zeroed
- * afterwards.
- */
-static bool
-parse_token_body(const AsrHttpResponse *resp, TokenFields *tf)
-{
-	JsonLexContext *lex;
-	JsonSemAction sem;
-	JsonParseErrorType rc;
-
-	memset(tf, 0, sizeof(TokenFields));
-	if (resp->body == NULL || resp->body_len == 0)
-		return false;
-
-	lex = makeJsonLexContextCstringLen(resp->body, (int) resp->body_len,
-									  GetDatabaseEncoding(), true);
-	enlargeStringInfo(lex->strval, (int) resp->body_len + 1);
-
-	memset(&sem, 0, sizeof(sem));
-	sem.semstate = tf;
-	sem.object_start = tf_struct_start;
-	sem.object_end = tf_struct_end;
-	sem.array_start = tf_struct_start;
-	sem.array_end = tf_struct_end;
-	sem.object_field_start = tf_field;
-	sem.scalar = tf_scalar;
-	rc = pg_parse_json(lex, &sem);
-
-	explicit_bzero(lex->strval->data, lex->strval->maxlen);
-	pfree(lex->strval->data);
-	pfree(lex->strval);
-	pfree(lex);
-
-	if (rc != JSON_SUCCESS)
-	{
-		tf_wipe(tf);
-		return false;
-	}
-	return true;
 }
 
 /*
@@ -662,216 +525,58 @@ redact(char *msg, const char *secret)
 }
 
 /*
- * What to do about a well-known Entra or IMDS error, for the DBA.
- */
-static const char *
-advice(const AsrCredential *c, long status, const char *code,
-	   const char *oauth_error)
-{
-	static const char *const bad_resource =
-		"Microsoft Entra ID does not know the resource asked for: check cloud and arm_scope of the server.";
-
-	/* a cloud's scope sent to another cloud's login or IMDS */
-	if ((code && (strcmp(code, "AADSTS500011") == 0 ||
-				  strcmp(code, "AADSTS1002012") == 0)) ||
-		(oauth_error && (strcmp(oauth_error, "invalid_resource") == 0 ||
-						 strcmp(oauth_error, "invalid_scope") == 0)))
-		return bad_resource;
-	if (c->auth == ASR_AUTH_MANAGED_IDENTITY)
-	{
-		if (status == 400)
-			return "Assign a managed identity to this virtual machine, or correct the client_id of the user mapping to name one of its user-assigned identities.";
-		if (status == 404 || status == 410)
-			return "The instance metadata service is being updated; asr tries again.";
-		if (status == 429)
-			return "The instance metadata service is throttling requests; asr tries again.";
-		if (status >= 500)
-			return "The instance metadata service failed; asr tries again.";
-		return NULL;
-	}
-	if (code == NULL)
-		return status >= 500 || status == 429 ?
-			"Microsoft Entra ID is unavailable or throttling; asr tries again." : NULL;
-	if (strcmp(code, "AADSTS7000215") == 0)
-		return "Check client_secret (or client_secret_file) of the user mapping: it must be the secret's value, not its ID.";
-	if (strcmp(code, "AADSTS7000222") == 0)
-		return "The client secret has expired: create a new one for the app registration and ALTER USER MAPPING with it.";
-	if (strcmp(code, "AADSTS700027") == 0)
-		return "Upload this certificate to the app registration (Certificates & secrets), or check jwt_algorithm: some tenants accept only RS256.";
-	if (strcmp(code, "AADSTS700024") == 0)
-		return "The client assertion is outside its time window: check the server's clock.";
-	if (strcmp(code, "AADSTS700016") == 0)
-		return "No application with this client_id exists in the tenant: check client_id of the user mapping and tenant_id of the server.";
-	if (strcmp(code, "AADSTS90002") == 0)
-		return "The tenant does not exist: check tenant_id and cloud of the server.";
-	if (strcmp(code, "AADSTS70011") == 0)
-		return "The scope is not valid: check arm_scope and cloud of the server.";
-	return NULL;
-}
-
-/*
- * A number of seconds from a token response, bounded: the fields are text
- * from the network, and an absurd value must not overflow the timestamp
- * arithmetic (a week is far longer than any token lives; 2100-01-01 is
- * later than any expires_on).
- */
-#define ASR_AUTH_MAX_LIFETIME_S		(7 * 24 * 3600)
-#define ASR_AUTH_MAX_EXPIRES_ON		INT64CONST(4102444800)
-
-static int64
-seconds_in(const char *s, int64 lo, int64 hi)
-{
-	long long	v = strtoll(s, NULL, 10);
-
-	return Max(lo, Min((int64) v, hi));
-}
-
-/*
- * Consume the answer to the last request.
+ * Consume the answer to the last request: authresp.c reads it, and here
+ * the token is stored with its refresh time, or the error recorded with
+ * its back-off.
  */
 void
 asr_auth_handle_response(AsrTokenState *st, const AsrHttpResponse *resp,
 						 TimestampTz now)
 {
-	AsrCredential *c = st->cred;
-	bool		imds = (c->auth == ASR_AUTH_MANAGED_IDENTITY);
-	const char *who = imds ? "the managed identity endpoint" : "Microsoft Entra ID";
-	char	   *host = host_of(c->token_url);
-	TokenFields tf;
-	bool		parsed;
-	long		retry_after = 0;
-	const char *ra;
+	AsrTokenAnswer answer;
+	TimestampTz lifetime;
+	TimestampTz margin;
 
 	if (!st->in_flight)
 		return;					/* the credential changed meanwhile */
 	st->in_flight = false;
 
-	ra = asr_http_header(resp, "retry-after");
-	if (ra)
-		retry_after = strtol(ra, NULL, 10);
+	asr_token_answer_read(st->cred, resp, st->sent_at, now, &answer);
 
-	if (resp->status == 0)
+	if (answer.outcome != ASR_TOKEN_ISSUED)
 	{
-		set_error(st, imds ? "imds_unavailable" : "login_unreachable",
-				  "could not obtain a token for server \"%s\": %s (%s) did not answer: %s",
-				  c->server_name, who, host,
-				  resp->transport_error ? resp->transport_error :
-				  (resp->timed_out ? "timed out" : "no response"));
-		fail(st, now, 0);
+		set_error(st, answer.error_code, "%s", answer.error);
+		asr_wipe_free(&answer.error);
+		if (answer.outcome == ASR_TOKEN_REFUSED)
+		{
+			/* a refused assertion is not offered again */
+			asr_wipe_free(&st->assertion);
+			fail(st, now, answer.retry_after_s);
+		}
+		else
+			fail(st, now, 0);
 		return;
 	}
 
-	parsed = parse_token_body(resp, &tf);
-
-	if (resp->status == 200 && parsed && tf.access_token &&
-		tf.access_token[0] != '\0')
-	{
-		TimestampTz expires = 0;
-		TimestampTz lifetime;
-		TimestampTz margin;
-
-		if (tf.expires_on)
-			expires = time_t_to_timestamptz((pg_time_t) seconds_in(tf.expires_on, 0,
-																   ASR_AUTH_MAX_EXPIRES_ON));
-		else if (tf.expires_in)
-			expires = st->sent_at +
-				seconds_in(tf.expires_in, 0, ASR_AUTH_MAX_LIFETIME_S) * USECS_PER_SEC;
-
-		if (tf.token_type && pg_strcasecmp(tf.token_type, "Bearer") != 0)
-		{
-			set_error(st, "unexpected_token_type",
-					  "could not obtain a token for server \"%s\": %s (%s) issued a token of type \"%.40s\", not Bearer",
-					  c->server_name, who, host, tf.token_type);
-			tf_wipe(&tf);
-			fail(st, now, 0);
-			return;
-		}
-		if (expires <= now)
-		{
-			set_error(st, "token_expired_on_arrival",
-					  "could not obtain a token for server \"%s\": the token from %s (%s) has no expiry or has already expired",
-					  c->server_name, who, host);
-			tf_wipe(&tf);
-			fail(st, now, 0);
-			return;
-		}
-
-		wipe_free(&st->token);
-		st->token = MemoryContextStrdup(st->cxt, tf.access_token);
-		st->expires_at = expires;
-		lifetime = expires - st->sent_at;
-		margin = Min((TimestampTz) ASR_AUTH_REFRESH_MARGIN_S * USECS_PER_SEC,
-					 lifetime / 2);
-		st->refresh_at = expires - margin;
-		if (tf.refresh_in)
-		{
-			long		r = (long) seconds_in(tf.refresh_in, 0, ASR_AUTH_MAX_LIFETIME_S);
-
-			if (r > 0)
-				st->refresh_at = Min(st->refresh_at,
-									 st->sent_at + (TimestampTz) r * USECS_PER_SEC);
-		}
-		st->generation++;
-		st->failures = 0;
-		st->next_attempt = 0;
-		if (st->last_error)
-			pfree(st->last_error);
-		if (st->last_error_code)
-			pfree(st->last_error_code);
-		st->last_error = st->last_error_code = NULL;
-		tf_wipe(&tf);
-		return;
-	}
-
-	if (!parsed)
-		set_error(st, psprintf("http_%ld", resp->status),
-				  "could not obtain a token for server \"%s\": %s (%s) answered HTTP %ld with a body that is not JSON",
-				  c->server_name, who, host, resp->status);
-	else
-	{
-		char	   *code = NULL;
-		StringInfoData msg;
-		const char *desc = tf.error_description;
-		const char *hint;
-
-		if (tf.error_code)
-			code = psprintf("AADSTS%s", tf.error_code);
-		initStringInfo(&msg);
-		appendStringInfo(&msg, "%s (%s) refused the token request for server \"%s\" (HTTP %ld",
-						 who, host, c->server_name, resp->status);
-		if (tf.error)
-			appendStringInfo(&msg, " %s", tf.error);
-		appendStringInfoString(&msg, ")");
-		if (resp->status == 200)
-			appendStringInfoString(&msg, ": the answer holds no access_token");
-		if (desc)
-		{
-			/* the first line: the rest is trace and correlation ids */
-			size_t		n = strcspn(desc, "\r\n");
-
-			appendStringInfoString(&msg, ": ");
-			if (code && strncmp(desc, "AADSTS", 6) != 0)
-				appendStringInfo(&msg, "%s: ", code);
-			appendBinaryStringInfo(&msg, desc, (int) n);
-		}
-		else if (code)
-			appendStringInfo(&msg, ": %s", code);
-		if (tf.trace_id || tf.correlation_id)
-			appendStringInfo(&msg, " (trace ID %.64s, correlation ID %.64s)",
-							 tf.trace_id ? tf.trace_id : "none",
-							 tf.correlation_id ? tf.correlation_id : "none");
-		hint = advice(c, resp->status, code, tf.error);
-		if (hint)
-			appendStringInfo(&msg, ". %s", hint);
-		set_error(st, code ? code : (tf.error ? tf.error :
-									 psprintf("http_%ld", resp->status)),
-				  "%s", msg.data);
-		pfree(msg.data);
-	}
-	tf_wipe(&tf);
-	/* a refused assertion is not offered again */
-	wipe_free(&st->assertion);
-	fail(st, now, retry_after);
+	asr_wipe_free(&st->token);
+	st->token = MemoryContextStrdup(st->cxt, answer.access_token);
+	asr_wipe_free(&answer.access_token);
+	st->expires_at = answer.expires_at;
+	lifetime = answer.expires_at - st->sent_at;
+	margin = Min((TimestampTz) ASR_AUTH_REFRESH_MARGIN_S * USECS_PER_SEC,
+				 lifetime / 2);
+	st->refresh_at = answer.expires_at - margin;
+	if (answer.refresh_in_s > 0)
+		st->refresh_at = Min(st->refresh_at,
+							 st->sent_at + (TimestampTz) answer.refresh_in_s * USECS_PER_SEC);
+	st->generation++;
+	st->failures = 0;
+	st->next_attempt = 0;
+	if (st->last_error)
+		pfree(st->last_error);
+	if (st->last_error_code)
+		pfree(st->last_error_code);
+	st->last_error = st->last_error_code = NULL;
 }
 
 /*
@@ -963,7 +668,7 @@ build_assertion(AsrTokenState *st, TimestampTz now)
 
 	if (st->assertion && t < st->assertion_exp - ASR_AUTH_ASSERTION_MARGIN_S)
 		return true;
-	wipe_free(&st->assertion);
+	asr_wipe_free(&st->assertion);
 
 	if (st->signer == NULL)
 	{
@@ -1001,6 +706,10 @@ build_assertion(AsrTokenState *st, TimestampTz now)
 	return true;
 }
 
+/*
+ * Test hook (auth.h): lets the unit tests check the assertion a
+ * certificate credential would send, without a token endpoint.
+ */
 const char *
 asr_auth_client_assertion(AsrTokenState *st, TimestampTz now)
 {
@@ -1010,18 +719,6 @@ asr_auth_client_assertion(AsrTokenState *st, TimestampTz now)
 }
 
 /* ---- small helpers ---- */
-
-/* zero a NUL-terminated palloc'd string, free it, and clear the pointer */
-static void
-wipe_free(char **p)
-{
-	if (*p)
-	{
-		explicit_bzero(*p, strlen(*p));
-		pfree(*p);
-		*p = NULL;
-	}
-}
 
 /*
  * Concatenate n strings into one allocation of exactly the right size in
@@ -1060,19 +757,4 @@ concat_n(MemoryContext cxt, int n,...)
 	va_end(args);
 	*p = '\0';
 	return out;
-}
-
-/*
- * The host[:port] of a URL for messages: enough for a DBA to know which
- * endpoint failed, never a query string.
- */
-static char *
-host_of(const char *url)
-{
-	const char *p = strstr(url, "://");
-	size_t		n;
-
-	p = p ? p + 3 : url;
-	n = strcspn(p, "/?#");
-	return pnstrdup(p, n);
 }

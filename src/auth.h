@@ -4,8 +4,9 @@
  *	  Azure AD (Entra ID) tokens for the worker: client secret, certificate
  *	  (private_key_jwt) and managed identity, with a per-credential cache.
  *
- * This is pure token logic: no SQL, no network, no file access.  The
- * worker drives it asynchronously through its HTTP engine:
+ * This is pure token logic: no SQL, no network, no file access (auth.c:
+ * cache, policy and requests; authresp.c: reading the answers of Entra ID
+ * and IMDS).  The worker drives it asynchronously through its HTTP engine:
  *
  *		st = asr_auth_for(cred);			-- once per credential lookup
  *		if (asr_auth_needs_refresh(st, now))

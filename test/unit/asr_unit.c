@@ -1,10 +1,11 @@
 /*-------------------------------------------------------------------------
  *
  * asr_unit.c
- *	  Unit tests of the token code (src/auth.c) and the credential lookup
- *	  (src/fdw.c), run inside a throwaway PostgreSQL instance.
+ *	  Unit tests of the token code (src/auth.c, src/authresp.c) and the
+ *	  credential lookup (src/credlookup.c, src/fdw.c), run inside a
+ *	  throwaway PostgreSQL instance.
  *
- * auth.c and fdw.c need a backend (palloc, PostgreSQL's JSON parser,
+ * That code needs a backend (palloc, PostgreSQL's JSON parser,
  * catalogs), so this test module is built from the same source files and
  * loaded into a private instance by test/unit/run-tests; asr itself is not
  * loaded there.  asr_unit_run() runs the token-state scenarios and returns
@@ -45,7 +46,7 @@ static Tuplestorestate *results;
 static TupleDesc results_desc;
 static int	next_server = 1000;
 
-/* http.c is not linked in: the one helper auth.c uses */
+/* http.c is not linked in: the one helper authresp.c uses */
 const char *
 asr_http_header(const AsrHttpResponse *resp, const char *name)
 {

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Unit tests of asr's token code (src/auth.c) and credential lookup (src/fdw.c).
+"""Unit tests of asr's token code (src/auth.c, authresp.c) and credential lookup (src/credlookup.c, fdw.c).
 
 Started by test/unit/run-tests.  Everything secret here is a throwaway
 fixture generated at run time.  Output: one line per failed check (or
