@@ -18,7 +18,7 @@ use File::Basename qw(dirname);
 use Cwd qw(abs_path);
 
 our @EXPORT = qw(asr_node worker_pid wait_for_query start_emulator
-  emulator_control emulator_requests configure_azure);
+  emulator_control emulator_requests configure_azure job_final_state);
 
 my @emulators;
 
@@ -70,6 +70,19 @@ sub wait_for_query
 	}
 	diag("waited ${timeout}s for [$query] = [$expected], last got [$got]");
 	return 0;
+}
+
+# The state job $job ends in: waits up to $timeout seconds (default 180)
+# for asr_jobs to say succeeded, failed or cancelled, then returns its
+# state (still the unfinished one if the wait ran out, so that the caller's
+# "is" fails and shows it).
+sub job_final_state
+{
+	my ($node, $job, $timeout) = @_;
+	wait_for_query($node,
+		"SELECT state IN ('succeeded', 'failed', 'cancelled') FROM asr_jobs WHERE job_id = $job",
+		't', $timeout // 180);
+	return $node->safe_psql('postgres', "SELECT state FROM asr_jobs WHERE job_id = $job");
 }
 
 # Start the ASR emulator (test/emulator/asr-emulator) with extra arguments;

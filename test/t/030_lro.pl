@@ -33,15 +33,6 @@ ok(scalar(@names) >= 25, 'the emulator lists its LRO patterns');
 
 sub q1 { return $node->safe_psql('postgres', $_[0]); }
 
-sub final_state
-{
-	my ($job) = @_;
-	wait_for_query($node,
-		"SELECT state IN ('succeeded', 'failed', 'cancelled') FROM asr_jobs WHERE job_id = $job",
-		't', 180);
-	return q1("SELECT state FROM asr_jobs WHERE job_id = $job");
-}
-
 sub job_info
 {
 	my ($job) = @_;
@@ -71,7 +62,7 @@ sub drill
 	{
 		my $j = $job{$vm};
 		my $what = "$label->{$vm}";
-		is(final_state($j), 'succeeded', "$what: the job succeeds")
+		is(job_final_state($node, $j), 'succeeded', "$what: the job succeeds")
 		  or diag(job_info($j));
 		my $posts = emulator_requests($emu, method => 'POST', path => "$item{$vm}/testFailover\$");
 		my $crid = q1("SELECT client_request_id FROM asr_jobs WHERE job_id = $j");
@@ -86,7 +77,7 @@ sub drill
 	for my $vm (sort keys %job)
 	{
 		my $c = q1("SELECT asr_test_failover_cleanup('$vm')");
-		is(final_state($c), 'succeeded', "$label->{$vm}: cleanup succeeds") or diag(job_info($c));
+		is(job_final_state($node, $c), 'succeeded', "$label->{$vm}: cleanup succeeds") or diag(job_info($c));
 	}
 	emulator_control($emu, 'DELETE', '/faults');
 	return \%job;

@@ -30,15 +30,6 @@ my %item = map {
 
 sub q1 { return $node->safe_psql('postgres', $_[0]); }
 
-sub final_state
-{
-	my ($job) = @_;
-	wait_for_query($node,
-		"SELECT state IN ('succeeded', 'failed', 'cancelled') FROM asr_jobs WHERE job_id = $job",
-		't', 180);
-	return q1("SELECT state FROM asr_jobs WHERE job_id = $job");
-}
-
 sub job_info
 {
 	my ($job) = @_;
@@ -74,7 +65,7 @@ my $failing = q1("SELECT asr_test_failover('app-vm-01', 'latest')");
 my $suspended = q1("SELECT asr_test_failover('db-vm-01', 'latest')");
 my $stuck = q1("SELECT asr_test_failover('web-vm-01', 'latest')");
 
-is(final_state($failing), 'failed', 'a failing task fails the job');
+is(job_final_state($node, $failing), 'failed', 'a failing task fails the job');
 is(q1("SELECT error_code FROM asr_jobs WHERE job_id = $failing"), '70094', 'with Azure\'s error code');
 my $msg = q1("SELECT error_message FROM asr_jobs WHERE job_id = $failing");
 like($msg, qr/Failover of the virtual machine failed\./, 'with Azure\'s message');
@@ -82,7 +73,7 @@ like($msg, qr/could not be reached/, 'with the possible causes');
 like($msg, qr/Check the network of the source region/, 'with the recommended action');
 
 my $restart = q1("SELECT asr_restart($failing)");
-is(final_state($restart), 'succeeded', 'asr_restart of the failed job succeeds') or diag(job_info($restart));
+is(job_final_state($node, $restart), 'succeeded', 'asr_restart of the failed job succeeds') or diag(job_info($restart));
 is(scalar @{ emulator_requests($emu, method => 'POST', path => azure_job($failing) . '/restart$') }, 1,
 	'one restart POST reached Azure');
 
@@ -98,21 +89,21 @@ is(q1("SELECT state FROM asr_jobs WHERE job_id = $suspended"), 'suspended', 'it 
 is(scalar @{ emulator_requests($emu, method => 'POST', path => "$name/resume\$") }, 0,
 	'the worker never resumes a job by itself');
 q1("SELECT asr_resume($suspended, 'confirmed by the DBA')");
-is(final_state($suspended), 'succeeded', 'asr_resume: the job goes on and succeeds') or diag(job_info($suspended));
+is(job_final_state($node, $suspended), 'succeeded', 'asr_resume: the job goes on and succeeds') or diag(job_info($suspended));
 my $resumes = emulator_requests($emu, method => 'POST', path => "$name/resume\$");
 is(scalar @$resumes, 1, 'exactly one resume POST');
 is($resumes->[0]{body}{properties}{comments}, 'confirmed by the DBA', 'with the DBA\'s comment');
 
 ok(wait_for_query($node, "SELECT state FROM asr_jobs WHERE job_id = $stuck", 'running', 60), 'the stuck job runs');
 q1("SELECT asr_cancel($stuck)");
-is(final_state($stuck), 'cancelled', 'asr_cancel of a running job cancels it in Azure') or diag(job_info($stuck));
+is(job_final_state($node, $stuck), 'cancelled', 'asr_cancel of a running job cancels it in Azure') or diag(job_info($stuck));
 is(scalar @{ emulator_requests($emu, method => 'POST', path => azure_job($stuck) . '/cancel$') }, 1,
 	'one cancel POST');
 
 for my $vm ('app-vm-01', 'db-vm-01')
 {
 	my $c = q1("SELECT asr_test_failover_cleanup('$vm')");
-	is(final_state($c), 'succeeded', "$vm: cleanup succeeds") or diag(job_info($c));
+	is(job_final_state($node, $c), 'succeeded', "$vm: cleanup succeeds") or diag(job_info($c));
 }
 emulator_control($emu, 'DELETE', '/faults');
 
@@ -148,9 +139,9 @@ my @rules = (
 );
 my $stormy = q1("SELECT asr_test_failover('db-vm-01', 'latest')");
 my $refused = q1("SELECT asr_test_failover('web-vm-01', 'latest')");
-is(final_state($refused), 'failed', 'a refused request fails its job');
+is(job_final_state($node, $refused), 'failed', 'a refused request fails its job');
 is(q1("SELECT error_code FROM asr_jobs WHERE job_id = $refused"), 'BadRequest', 'with Azure\'s code');
-is(final_state($stormy), 'succeeded', 'through 429s, 5xx, broken bodies and foreign URLs the other job succeeds')
+is(job_final_state($node, $stormy), 'succeeded', 'through 429s, 5xx, broken bodies and foreign URLs the other job succeeds')
   or diag(job_info($stormy));
 my $log = emulator_requests($emu);
 my %fired;
@@ -167,7 +158,7 @@ like(q1("SELECT string_agg(detail, ' ') FROM asr_job_events WHERE job_id = $stor
 is(worker_pid($node), $worker, 'the worker never stopped');
 isnt(q1("SELECT last_error FROM asr_worker_status"), '', 'asr_worker_status shows the last error');
 my $c = q1("SELECT asr_test_failover_cleanup('db-vm-01')");
-is(final_state($c), 'succeeded', 'db-vm-01: cleanup succeeds') or diag(job_info($c));
+is(job_final_state($node, $c), 'succeeded', 'db-vm-01: cleanup succeeds') or diag(job_info($c));
 emulator_control($emu, 'DELETE', '/faults');
 
 # --- Retry-After and retry-after-ms on polls; status URLs with userinfo or http ---
@@ -187,7 +178,7 @@ add_fault({ action => 'delay', delay_ms => 12000, count => 1, skip => 2,
 my $paced = q1("SELECT asr_test_failover('web-vm-01', 'latest')");
 ok(wait_for_query($node, "SELECT requests_in_flight >= 1 AND phase = 'working' FROM asr_worker_status", 't', 60),
 	'asr_worker_status shows the requests in flight');
-is(final_state($paced), 'succeeded', 'a job whose polls ask to wait or time out succeeds') or diag(job_info($paced));
+is(job_final_state($node, $paced), 'succeeded', 'a job whose polls ask to wait or time out succeeds') or diag(job_info($paced));
 my $polls = emulator_requests($emu, method => 'GET', path => 'replicationJobs/' . azure_job($paced) . '$');
 for my $i (0 .. $#$polls - 1)
 {
@@ -203,7 +194,7 @@ ok(scalar(grep { ($_->{duration_ms} // 0) >= 10000 } @$polls), 'one poll was slo
 like(q1("SELECT string_agg(detail, ' ') FROM asr_job_events WHERE job_id = $paced"),
 	qr/carries user information/, 'a status URL with user information is not followed');
 my $clean = q1("SELECT asr_test_failover_cleanup('web-vm-01')");
-is(final_state($clean), 'succeeded', 'web-vm-01: cleanup succeeds') or diag(job_info($clean));
+is(job_final_state($node, $clean), 'succeeded', 'web-vm-01: cleanup succeeds') or diag(job_info($clean));
 like(q1("SELECT string_agg(detail, ' ') FROM asr_job_events WHERE job_id = $clean"),
 	qr/is not https/, 'a plain-http status URL is not followed');
 $log = emulator_requests($emu);
@@ -221,7 +212,7 @@ my $late = q1("SELECT asr_test_failover('app-vm-01', 'latest')");
 ok(wait_for_query($node, "SELECT state FROM asr_jobs WHERE job_id = $late", 'running', 60), 'the stuck job runs');
 # as if it had been asked for two hours ago
 q1("UPDATE asr_jobs SET requested_at = requested_at - interval '2 hours' WHERE job_id = $late");
-is(final_state($late), 'failed', 'a job that outlives asr.job_timeout fails');
+is(job_final_state($node, $late), 'failed', 'a job that outlives asr.job_timeout fails');
 is(q1("SELECT error_code FROM asr_jobs WHERE job_id = $late"), 'JobTimeout', 'with JobTimeout');
 like(q1("SELECT error_message FROM asr_jobs WHERE job_id = $late"), qr/asr\.job_timeout/, 'saying which setting');
 
