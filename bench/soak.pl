@@ -128,6 +128,33 @@ my @faults = (
 	[ 'immediate restart', undef ],
 );
 my %fault_count;
+my %fault_fired;	# kind -> answers the rules changed
+my @live_faults;	# [rule id, expires at, kind, count]
+
+# Remove the fault rules whose time is up (all with $all), counting how
+# many answers each changed.
+sub expire_faults
+{
+	my ($all) = @_;
+	my $list = eval { emulator_control($emu, 'GET', '/faults') };
+	my %fired = map { $_->{id} => $_->{fired} // 0 } @{ ref $list eq 'HASH' ? $list->{faults} // [] : $list // [] };
+	my @keep;
+	for my $f (@live_faults)
+	{
+		if ($all || $f->[1] <= time())
+		{
+			# a rule whose count ran out is gone from the list: all fired
+			$fault_fired{ $f->[2] } += exists $fired{ $f->[0] } ? $fired{ $f->[0] } : $f->[3];
+			eval { emulator_control($emu, 'DELETE', "/faults/$f->[0]") } unless $all;
+		}
+		else
+		{
+			push @keep, $f;
+		}
+	}
+	@live_faults = @keep;
+	return;
+}
 my $queued = 0;
 my $not_queued = 0;	# a VM with nothing allowed, or a call refused
 my %last;		# vm -> job id
@@ -234,7 +261,13 @@ while (time() - $t0 < $seconds)
 				{ listener => 'arm' },
 				{ listener => 'login' });
 			$rule->{match} = $m[ int(rand(@m)) ];
-			eval { emulator_control($emu, 'POST', '/faults', $rule) };
+			my $added = eval { emulator_control($emu, 'POST', '/faults', $rule) };
+			# a storm lasts a while, like Azure's: the rule goes after
+			# 3-15 s even if its count is not used up (a count alone on
+			# the login listener, which sees a request only when a token
+			# is due, would keep it failing for many minutes)
+			push @live_faults, [ $added->{id}, time() + 3 + rand(12), $name, $rule->{count} ]
+			  if $added && defined $added->{id};
 		}
 		elsif ($name eq 'kill -9 worker')
 		{
@@ -248,6 +281,7 @@ while (time() - $t0 < $seconds)
 		}
 		$next_fault = time() + 2 + rand(6);
 	}
+	expire_faults(0) if grep { $_->[1] <= time() } @live_faults;
 	if (time() >= $next_sample)
 	{
 		sample('faults');
@@ -268,6 +302,7 @@ my %end_of_faults;
 diag("end of the fault phase: $at_end (terminal|queued|running with next poll|running without)");
 
 # faults off; let everything finish (sampling on)
+expire_faults(1);
 eval { emulator_control($emu, 'DELETE', '/faults') };
 my $drain_deadline = time() + 600;
 my $settled = 0;
@@ -470,7 +505,7 @@ SKIP:
 my %fig = (
 	duration_s => int(time() - $t0), fault_phase_s => $seconds, drain_s => $drain_s,
 	vms => $nvms, seed => $seed,
-	jobs => $queued, states => $states, faults => \%fault_count,
+	jobs => $queued, states => $states, faults => \%fault_count, fault_answers => \%fault_fired,
 	worker_starts => $starts, worker_restarts => $starts - 1,
 	end_of_fault_phase => \%end_of_faults,
 	duplicate_posts => scalar @dups, lost_jobs => $queued - ($total // 0),
