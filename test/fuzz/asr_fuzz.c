@@ -3,7 +3,9 @@
  * asr_fuzz.c
  *	  libFuzzer targets over the code of asr that reads what comes from the
  *	  network: ARM job, operation and error bodies, response headers,
- *	  ARM ids, URLs taken from responses, token responses.
+ *	  ARM ids, URLs taken from responses, token responses; and, through
+ *	  fuzz_worker.c, the worker's readers of item documents, recovery point
+ *	  listings and list pages.
  *
  * The network-facing code runs on PostgreSQL's memory contexts and jsonb,
  * so it cannot live in a standalone binary.  This module is built from
@@ -38,6 +40,8 @@
 #include "fdw.h"
 #include "http.h"
 #include "json.h"
+
+#include "fuzz_worker.h"
 
 PG_MODULE_MAGIC;
 
@@ -356,6 +360,10 @@ static const FuzzTargetDef targets[] = {
 	{"armid", target_armid},
 	{"url", target_url},
 	{"token", target_token},
+	/* fuzz_worker.c: the worker's readers, with the tables */
+	{"item", fuzz_target_item},
+	{"points", fuzz_target_points},
+	{"list", fuzz_target_list},
 };
 
 static const FuzzTargetDef *current;
