@@ -13,13 +13,13 @@ OBJS = \
 	src/armid.o \
 	src/asr.o \
 	src/auth.o \
-	src/authresp.o \
 	src/client.o \
 	src/credlookup.o \
 	src/creds.o \
 	src/dispatch.o \
 	src/fdw.o \
 	src/http.o \
+	src/itemread.o \
 	src/items.o \
 	src/jobapi.o \
 	src/jobs.o \

@@ -52,19 +52,42 @@ static void job_step_failed(JobCtx *jc, ErrorData *edata);
  * stays where it was, and the other jobs go on.
  */
 static void
-job_step_failed(JobCtx *jc, ErrorData *edata)
+job_step_failed(JobCtx *jc, ErrorData *cause)
 {
 	AsrJobUpdate u = {0};
+	MemoryContext old = CurrentMemoryContext;
+	ErrorData  *edata;
 
 	u.progress = -1;
-	u.last_error = psprintf("asr worker: %s", edata->message);
+	u.last_error = psprintf("asr worker: %s", cause->message);
 	u.next_poll_at = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
 												 asr_arm_backoff_ms(4));
-	asr_tx_begin("asr: recording a job error");
-	(void) asr_job_transition(jc->job_id, NULL, &u);
-	asr_tx_commit();
-	asr_worker_set_error(u.last_error);
 	jc->finished = true;
+	PG_TRY();
+	{
+		asr_tx_begin("asr: recording a job error");
+		if (asr_tx_extension_present())
+			(void) asr_job_transition(jc->job_id, NULL, &u);
+		asr_tx_commit();
+		asr_worker_set_error(u.last_error);
+	}
+	PG_CATCH();
+	{
+		/*
+		 * Not even the error could be recorded (the tables are gone or
+		 * broken): say so in the log; the job, if it still exists, is picked
+		 * up again at its next due time.
+		 */
+		MemoryContextSwitchTo(old);
+		edata = CopyErrorData();
+		FlushErrorState();
+		asr_tx_abort();
+		ereport(LOG,
+				(errmsg("asr: could not record an error on job " INT64_FORMAT ": %s",
+						jc->job_id, edata->message)));
+		FreeErrorData(edata);
+	}
+	PG_END_TRY();
 }
 
 /*
@@ -82,7 +105,10 @@ asr_dx_run_step(JobCtx *jc, void (*fn) (JobCtx *jc, void *arg), void *arg)
 		asr_tx_begin("asr: recording Azure's answer");
 		/* what a step keeps (the job, Azure's document) lives with the job */
 		MemoryContextSwitchTo(jc->cxt);
-		fn(jc, arg);
+		if (asr_tx_extension_present())
+			fn(jc, arg);
+		else
+			jc->finished = true;	/* DROP EXTENSION: the job is gone */
 		asr_tx_commit();
 		MemoryContextSwitchTo(old);
 	}
@@ -217,13 +243,7 @@ asr_dx_answer_step(JobCtx *jc, void *arg)
 	}
 	switch (jc->phase)
 	{
-		case PH_CHECK_ITEM:
-			if (asr_arm_classify(resp) == ASR_OK)
-				asr_dx_answer_check_item(jc, resp);
-			else if (asr_arm_classify(resp) == ASR_FATAL)
-				asr_dx_fail_azure(jc, resp, "reading the item failed");
-			else
-				asr_dx_wait(jc, asr_arm_backoff_ms(3), psprintf("reading the item: HTTP %ld", resp->status));
+		case PH_CHECK_ITEM:		/* answered through itemread.c */
 			break;
 		case PH_POST:
 			asr_dx_answer_post(jc, resp);

@@ -87,7 +87,8 @@ extern void asr_dx_on_response(AsrCall *call, AsrHttpResponse *resp, void *arg);
 extern void asr_dx_start_phase(JobCtx *jc);
 extern char *asr_dx_job_list_url(AsrVault *v, TimestampTz since);
 extern void asr_dx_fail_azure(JobCtx *jc, AsrHttpResponse *resp, const char *doing);
-extern void asr_dx_answer_check_item(JobCtx *jc, AsrHttpResponse *resp);
+extern void asr_dx_on_item_read(void *arg, Jsonb *doc, AsrHttpResponse *resp,
+								const char *error);
 extern void asr_dx_answer_post(JobCtx *jc, AsrHttpResponse *resp);
 extern void asr_dx_answer_list_jobs(JobCtx *jc, AsrHttpResponse *resp);
 extern void asr_dx_answer_reconcile_item(JobCtx *jc, AsrHttpResponse *resp);

@@ -56,6 +56,7 @@
 #include "asr.h"
 #include "dispatch.h"
 #include "dispatch_int.h"
+#include "itemread.h"
 #include "sync.h"
 #include "txn.h"
 #include "util.h"
@@ -163,6 +164,9 @@ asr_dx_start_phase(JobCtx *jc)
 	switch (jc->phase)
 	{
 		case PH_CHECK_ITEM:
+			/* queued: a wave of jobs of one vault shares its item listing */
+			asr_item_read(v, jc->job.item_arm_id, jc->cxt, asr_dx_on_item_read, jc);
+			return;
 		case PH_RECONCILE_ITEM:
 			url = asr_arm_url(v->arm_endpoint, jc->job.item_arm_id, NULL);
 			break;
@@ -251,24 +255,61 @@ asr_dx_fail_azure(JobCtx *jc, AsrHttpResponse *resp, const char *doing)
 	asr_dx_fail(jc, err->code, psprintf("%s: %s", doing, asr_arm_error_text(err)));
 }
 
-void
-asr_dx_answer_check_item(JobCtx *jc, AsrHttpResponse *resp)
+/* Azure's current document of the item (or why there is none) */
+static void check_item_doc(JobCtx *jc, Jsonb *doc);
+
+typedef struct ItemRead
 {
-	char	   *perr = NULL;
-	Jsonb	   *doc = asr_json_parse(resp->body, resp->body_len, &perr);
-	JsonbContainer *props = doc ? asr_json_object(&doc->root, "properties") : NULL;
-	JsonbContainer *ops = props ? asr_json_array(props, "allowedOperations") : NULL;
+	Jsonb	   *doc;
+	AsrHttpResponse *resp;
+	const char *error;
+} ItemRead;
+
+/*
+ * The re-read before sending: the action is sent only if Azure still
+ * allows it.  A read that failed for good fails the job with Azure's
+ * words; any other failure lets the job wait and try again.
+ */
+static void
+check_item_step(JobCtx *jc, void *arg)
+{
+	ItemRead   *ir = (ItemRead *) arg;
+	Jsonb	   *doc = ir->doc;
+
+	if (!asr_job_load(jc->job_id, true, &jc->job) ||
+		asr_job_state_is_final(jc->job.state))
+	{
+		jc->finished = true;	/* cancelled or gone meanwhile */
+		return;
+	}
+	if (doc == NULL)
+	{
+		AsrHttpResponse *resp = ir->resp;
+
+		if (resp != NULL && resp->status == 0 && resp->never_sent && resp->transport_error)
+			asr_dx_wait(jc, asr_arm_backoff_ms(3), resp->transport_error);
+		else if (resp != NULL && asr_arm_classify(resp) == ASR_FATAL)
+			asr_dx_fail_azure(jc, resp, "reading the item failed");
+		else
+			asr_dx_wait(jc, asr_arm_backoff_ms(3), psprintf("reading the item: %s", ir->error));
+		return;
+	}
+	check_item_doc(jc, doc);
+}
+
+/*
+ * Send the action if Azure's document of the item allows it; otherwise
+ * the job fails with the item's state and the operations allowed.
+ */
+static void
+check_item_doc(JobCtx *jc, Jsonb *doc)
+{
+	JsonbContainer *props = asr_json_object(&doc->root, "properties");
+	JsonbContainer *ops = asr_json_array(props, "allowedOperations");
 	const char *needed = asr_dx_required_operation(jc->job.action);
 	bool		allowed = false;
 	int			i;
 
-	if (props == NULL)
-	{
-		asr_dx_wait(jc, asr_arm_backoff_ms(3),
-				   psprintf("Azure's item document could not be read: %s",
-							perr ? perr : "no properties"));
-		return;
-	}
 	/* the table learns the item's current state either way */
 	(void) asr_sync_store_item(jc->vault_id, jc->job.item_id, doc);
 
@@ -291,6 +332,20 @@ asr_dx_answer_check_item(JobCtx *jc, AsrHttpResponse *resp)
 	}
 	jc->phase = PH_POST;
 	asr_dx_start_phase(jc);
+}
+
+void
+asr_dx_on_item_read(void *arg, Jsonb *doc, AsrHttpResponse *resp, const char *error)
+{
+	JobCtx	   *jc = (JobCtx *) arg;
+	ItemRead	ir;
+
+	if (jc->finished)
+		return;
+	ir.doc = doc;
+	ir.resp = resp;
+	ir.error = error;
+	asr_dx_run_step(jc, check_item_step, &ir);
 }
 
 /*
@@ -546,7 +601,7 @@ asr_dx_answer_reconcile_item(JobCtx *jc, AsrHttpResponse *resp)
 	}
 	/* no trace of our request anywhere: it never reached ASR */
 	jc->phase = PH_CHECK_ITEM;
-	asr_dx_answer_check_item(jc, resp);
+	check_item_doc(jc, doc);
 }
 
 void

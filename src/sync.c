@@ -30,6 +30,7 @@
 #include "asr.h"
 #include "client.h"
 #include "creds.h"
+#include "itemread.h"
 #include "items.h"
 #include "json.h"
 #include "sync.h"
@@ -42,7 +43,8 @@ typedef struct ItemSync
 	AsrVault   *v;
 	int64		item_id;
 	char	   *arm_id;
-	MemoryContext cxt;
+	MemoryContext cxt;			/* its own: deleted when it is done */
+	MemoryContext owner;		/* where the error handed to done lives */
 	AsrSyncDone done;
 	void	   *arg;
 	StringInfoData points;		/* "[p1,p2,..." */
@@ -57,6 +59,7 @@ typedef struct VaultSync
 	MemoryContext cxt;
 	TimestampTz started;
 	int			outstanding;	/* item point listings in flight */
+	int			pages;			/* of the item list so far */
 	bool		listing_done;
 	bool		finished;
 	char	   *error;
@@ -73,9 +76,11 @@ typedef struct VaultClock
 static MemoryContext sync_context = NULL;
 static List *clocks = NIL;		/* of VaultClock * */
 
-static void item_get(ItemSync *s);
+static ItemSync *item_sync_new(AsrVault *v, const char *arm_id, MemoryContext owner,
+								AsrSyncDone done, void *arg);
+static void item_sync_done(ItemSync *s, const char *error);
 static void points_get(ItemSync *s, const char *url);
-static void on_item(AsrCall *call, AsrHttpResponse *resp, void *arg);
+static void on_item(void *arg, Jsonb *doc, AsrHttpResponse *resp, const char *error);
 static void on_points(AsrCall *call, AsrHttpResponse *resp, void *arg);
 static void vault_item_done(void *arg, const char *error);
 
@@ -93,7 +98,10 @@ store_step(void (*fn) (void *), void *arg)
 	PG_TRY();
 	{
 		asr_tx_begin("asr: storing what Azure reported");
-		fn(arg);
+		if (asr_tx_extension_present())
+			fn(arg);
+		else
+			error = "the extension was dropped";
 		asr_tx_commit();
 	}
 	PG_CATCH();
@@ -139,27 +147,46 @@ void
 asr_sync_item(AsrVault *v, int64 item_id, const char *arm_id,
 			  MemoryContext cxt, AsrSyncDone done, void *arg)
 {
+	ItemSync   *s = item_sync_new(v, arm_id, cxt, done, arg);
+
+	s->item_id = item_id;
+	/* queued: reads of many items of one vault share its item listing */
+	asr_item_read(v, s->arm_id, s->cxt, on_item, s);
+}
+
+/*
+ * A refresh of one item gets a context of its own: the recovery point
+ * listing (pages, the assembled array, its jsonb: about a megabyte for a
+ * VM with a day of points) is gone as soon as it is stored, not when the
+ * job or the vault refresh that asked for it ends.
+ */
+static ItemSync *
+item_sync_new(AsrVault *v, const char *arm_id, MemoryContext owner,
+			  AsrSyncDone done, void *arg)
+{
+	MemoryContext cxt = AllocSetContextCreate(owner, "asr item refresh",
+											  ALLOCSET_DEFAULT_SIZES);
 	ItemSync   *s = MemoryContextAllocZero(cxt, sizeof(ItemSync));
 
 	s->v = v;
-	s->item_id = item_id;
 	s->arm_id = MemoryContextStrdup(cxt, arm_id);
 	s->cxt = cxt;
+	s->owner = owner;
 	s->done = done;
 	s->arg = arg;
-	item_get(s);
+	return s;
 }
 
+/* hand the outcome to whoever asked, after freeing what the refresh held */
 static void
-item_get(ItemSync *s)
+item_sync_done(ItemSync *s, const char *error)
 {
-	AsrCallSpec spec;
-	MemoryContext old = MemoryContextSwitchTo(s->cxt);
+	AsrSyncDone done = s->done;
+	void	   *arg = s->arg;
+	char	   *err = error ? MemoryContextStrdup(s->owner, error) : NULL;
 
-	asr_vault_call_spec(s->v, &spec, "GET",
-						asr_arm_url(s->v->arm_endpoint, s->arm_id, NULL), false);
-	(void) asr_client_call(&spec, s->cxt, on_item, s);
-	MemoryContextSwitchTo(old);
+	MemoryContextDelete(s->cxt);
+	done(arg, err);
 }
 
 static void
@@ -188,35 +215,26 @@ store_item_fn(void *arg)
 }
 
 static void
-on_item(AsrCall *call, AsrHttpResponse *resp, void *arg)
+on_item(void *arg, Jsonb *doc, AsrHttpResponse *resp, const char *error)
 {
 	ItemSync   *s = (ItemSync *) arg;
-	char	   *perr = NULL;
-	Jsonb	   *doc;
 	StoreItemArg a;
-	char	   *error;
-	MemoryContext old = MemoryContextSwitchTo(s->cxt);
+	MemoryContext old;
 
-	if (asr_arm_classify(resp) != ASR_OK)
-	{
-		s->done(s->arg, response_error("reading the item", resp));
-		MemoryContextSwitchTo(old);
-		return;
-	}
-	doc = asr_json_parse(resp->body, resp->body_len, &perr);
 	if (doc == NULL)
 	{
-		s->done(s->arg, psprintf("reading the item: %s", perr));
-		MemoryContextSwitchTo(old);
+		item_sync_done(s, resp ? response_error("reading the item", resp)
+					   : psprintf("reading the item: %s", error));
 		return;
 	}
 	a.s = s;
 	a.doc = doc;
+	old = MemoryContextSwitchTo(s->cxt);
 	error = store_step(store_item_fn, &a);
 	if (error)
 	{
-		s->done(s->arg, error);
 		MemoryContextSwitchTo(old);
+		item_sync_done(s, error);
 		return;
 	}
 	initStringInfo(&s->points);
@@ -253,16 +271,20 @@ on_points(AsrCall *call, AsrHttpResponse *resp, void *arg)
 
 	if (asr_arm_classify(resp) != ASR_OK)
 	{
-		s->done(s->arg, response_error("listing recovery points", resp));
+		char	   *error = response_error("listing recovery points", resp);
+
 		MemoryContextSwitchTo(old);
+		item_sync_done(s, error);
 		return;
 	}
 	doc = asr_json_parse(resp->body, resp->body_len, &perr);
 	value = doc ? asr_json_array(&doc->root, "value") : NULL;
 	if (doc == NULL || (value == NULL && asr_json_member(&doc->root, "value") != NULL))
 	{
-		s->done(s->arg, psprintf("listing recovery points: %s", perr ? perr : "no value array"));
+		char	   *error = psprintf("listing recovery points: %s", perr ? perr : "no value array");
+
 		MemoryContextSwitchTo(old);
+		item_sync_done(s, error);
 		return;
 	}
 	for (i = 0; i < asr_json_array_size(value); i++)
@@ -282,8 +304,12 @@ on_points(AsrCall *call, AsrHttpResponse *resp, void *arg)
 		MemoryContextSwitchTo(old);
 		return;
 	}
-	s->done(s->arg, store_step(store_points_fn, s));
-	MemoryContextSwitchTo(old);
+	{
+		char	   *error = store_step(store_points_fn, s);
+
+		MemoryContextSwitchTo(old);
+		item_sync_done(s, error);
+	}
 }
 
 /* ----------------------------------------------------------------
@@ -311,35 +337,23 @@ store_page_fn(void *arg)
 		elog(ERROR, "vault %d no longer exists", a->vs->vault_id);
 	for (i = 0; i < asr_json_array_size(a->value); i++)
 	{
-		JsonbContainer *c = asr_json_array_container(a->value, i);
-		char	   *text;
-		char	   *perr = NULL;
-		Jsonb	   *doc;
+		JsonbValue *item = getIthJsonbValueFromContainer(a->value, i);
+		char	   *arm_id;
 		ItemSync   *s;
 		MemoryContext old;
 
-		if (c == NULL)
+		if (item == NULL || item->type != jbvBinary)
 			continue;
-		text = asr_json_container_text(c);
-		doc = asr_json_parse(text, strlen(text), &perr);
-		if (doc == NULL)
+		arm_id = asr_json_string(item->val.binary.data, "id");
+		if (arm_id == NULL)
 			continue;
 		old = MemoryContextSwitchTo(a->vs->cxt);
-		s = palloc0(sizeof(ItemSync));
-		s->v = v;
-		s->cxt = a->vs->cxt;
-		s->arm_id = asr_json_string(c, "id");
-		s->done = vault_item_done;
-		s->arg = a->vs;
+		s = item_sync_new(v, arm_id, a->vs->cxt, vault_item_done, a->vs);
 		s->vault_sync = a->vs;
-		MemoryContextSwitchTo(old);
-		if (s->arm_id == NULL)
-			continue;
-		s->item_id = asr_item_upsert(v->vault_id, doc);
 		/* the list outlives this transaction */
-		old = MemoryContextSwitchTo(a->vs->cxt);
 		a->stored = lappend(a->stored, s);
 		MemoryContextSwitchTo(old);
+		s->item_id = asr_item_upsert(v->vault_id, JsonbValueToJsonb(item));
 	}
 }
 
@@ -466,6 +480,7 @@ on_item_page(AsrCall *call, AsrHttpResponse *resp, void *arg)
 		MemoryContextSwitchTo(old);
 		return;
 	}
+	vs->pages++;
 	a.vs = vs;
 	a.value = asr_json_array(&doc->root, "value");
 	a.stored = NIL;
@@ -482,7 +497,9 @@ on_item_page(AsrCall *call, AsrHttpResponse *resp, void *arg)
 	{
 		ItemSync   *s = (ItemSync *) lfirst(lc);
 
+		MemoryContextSwitchTo(s->cxt);
 		initStringInfo(&s->points);
+		MemoryContextSwitchTo(vs->cxt);
 		appendStringInfoChar(&s->points, '[');
 		s->points_phase = true;
 		vs->outstanding++;
@@ -493,6 +510,7 @@ on_item_page(AsrCall *call, AsrHttpResponse *resp, void *arg)
 		list_items(vs, next);
 	else
 	{
+		asr_item_read_note_pages(vs->vault_id, vs->pages);
 		vs->listing_done = true;
 		vault_maybe_finish(vs);
 	}

@@ -20,10 +20,12 @@
 #include "postgres.h"
 
 #include "access/xact.h"
+#include "commands/extension.h"
 #include "pgstat.h"
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
 
+#include "asr.h"
 #include "txn.h"
 
 static MemoryContext caller_context = NULL;
@@ -69,4 +71,16 @@ asr_tx_abort(void)
 		MemoryContextSwitchTo(caller_context);
 	caller_context = NULL;
 	pgstat_report_activity(STATE_IDLE, NULL);
+}
+
+/*
+ * Inside a transaction: is the extension still installed?  DROP EXTENSION
+ * may come between a request and its answer; the answer then has nowhere
+ * to go, and the worker must drop it quietly instead of raising an ERROR
+ * for every table it can no longer find.
+ */
+bool
+asr_tx_extension_present(void)
+{
+	return OidIsValid(get_extension_oid(ASR_EXTENSION_NAME, true));
 }

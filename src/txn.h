@@ -14,5 +14,6 @@
 extern void asr_tx_begin(const char *what);
 extern void asr_tx_commit(void);
 extern void asr_tx_abort(void);
+extern bool asr_tx_extension_present(void);
 
 #endif							/* ASR_TXN_H */

@@ -41,6 +41,7 @@
 #include "creds.h"
 #include "dispatch.h"
 #include "http.h"
+#include "itemread.h"
 #include "sync.h"
 #include "txn.h"
 
@@ -122,6 +123,7 @@ asr_worker_main(Datum main_arg)
 		 * SIGTERM, SIGHUP, postmaster death and DROP DATABASE's barrier are
 		 * noticed while requests run.
 		 */
+		asr_item_read_flush();	/* the item reads asked for this turn */
 		latch_set = asr_client_pump(sleep_ms);
 		work_pending = latch_set;
 		MemoryContextSwitchTo(oldcontext);
@@ -140,7 +142,8 @@ worker_cycle(bool woken)
 	TimestampTz now = GetCurrentTimestamp();
 	TimestampTz next_jobs;
 	TimestampTz next_sync;
-	bool		busy = asr_client_pending() > 0 || asr_dispatch_active() > 0;
+	bool		busy = asr_client_pending() > 0 || asr_dispatch_active() > 0 ||
+		asr_item_read_pending();
 
 	/*
 	 * Look at the tables only when woken at commit, when something comes

@@ -82,10 +82,53 @@ ok(wait_for_query($node,
 is(q1("SELECT count(*) FROM asr_jobs WHERE job_id IN ($jobs) AND tasks IS NOT NULL AND progress = 100"), '12',
 	'each job has its tasks and progress from Azure');
 
-my $cleanups = q1("SELECT string_agg(asr_test_failover_cleanup(name)::text, ',') FROM asr_items");
+# Item re-reads in a wave: before sending, the twelve items are read from
+# the vault's item list (five per page), not with twelve GETs; when that
+# listing fails, each item gets its own GET and nothing else changes.
+sub item_gets
+{
+	my ($reqs) = @_;
+	return scalar grep { $_->{method} eq 'GET' && $_->{path} =~ m{/replicationProtectedItems/[^/]+$} } @$reqs;
+}
+sub item_lists
+{
+	my ($reqs) = @_;
+	return scalar grep { $_->{method} eq 'GET' && $_->{path} =~ m{/replicationProtectedItems$} } @$reqs;
+}
+my $cleanup_of = sub {
+	my $ids = q1("SELECT string_agg(asr_test_failover_cleanup(name)::text, ',') FROM asr_items");
+	ok(wait_for_query($node,
+			"SELECT count(*) FROM asr_jobs WHERE job_id IN ($ids) AND state = 'succeeded'", '12', 240),
+		'all twelve cleanups succeed') or show($ids);
+	return $ids;
+};
+emulator_control($emu, 'POST', '/config', { page_size => 5 });
+emulator_control($emu, 'DELETE', '/requests');
+$cleanup_of->();
+my $reqs = emulator_requests($emu);
+my ($first_post) = grep { $reqs->[$_]{method} eq 'POST' } 0 .. $#$reqs;
+my @before = @$reqs[0 .. $first_post - 1];
+is(item_gets(\@before), 0, 'no item is read on its own before the wave is sent');
+ok(item_lists($reqs) >= 3, 'the vault item list (three pages) answers for all twelve');
+ok(item_gets($reqs) < 12, 'after the jobs, items are re-read mostly from listings too ('
+	  . item_gets($reqs) . ' single GETs)');
+is(q1("SELECT count(*) FROM asr_items WHERE properties #>> '{testFailoverState}' = 'None'"), '12',
+	'every item was re-read after its job (test failover state None, not the WaitingForCompletion read before)');
+
+# the listing fails: one GET per item instead, the jobs go on
+$jobs = q1("SELECT string_agg(asr_test_failover(name, 'latest')::text, ',') FROM asr_items");
 ok(wait_for_query($node,
-		"SELECT count(*) FROM asr_jobs WHERE job_id IN ($cleanups) AND state = 'succeeded'", '12', 240),
-	'all twelve cleanups succeed');
+		"SELECT count(*) FROM asr_jobs WHERE job_id IN ($jobs) AND state = 'succeeded'", '12', 240),
+	'twelve more test failovers succeed') or show($jobs);
+emulator_control($emu, 'POST', '/faults',
+	{ action => 'status', status => 404, count => 1,
+	  match => { method => 'GET', path => 'replicationProtectedItems$' } });
+emulator_control($emu, 'DELETE', '/requests');
+$cleanup_of->();
+$reqs = emulator_requests($emu);
+ok(item_gets($reqs) >= 12, 'with the listing refused, each item is read on its own ('
+	  . item_gets($reqs) . ' single GETs)');
+emulator_control($emu, 'POST', '/config', { page_size => 1000 });
 
 # a tiny read budget: ARM throttles, the worker paces itself
 emulator_control($emu, 'POST', '/throttle', { reads => [ 4, 2 ] });
