@@ -13,6 +13,7 @@ OBJS = \
 	src/armid.o \
 	src/asr.o \
 	src/auth.o \
+	src/authresp.o \
 	src/client.o \
 	src/credlookup.o \
 	src/creds.o \
