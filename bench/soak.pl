@@ -367,7 +367,7 @@ for my $line (split /\n/, (q1(q{SELECT job_id, client_request_id, coalesce(error
 	$failed_codes{$code}++;
 	push @failed_but_ran, $job if $accepted{$crid};
 }
-my @shown = grep { defined } @failed_but_ran[ 0 .. 4 ];
+my @shown = @failed_but_ran > 5 ? @failed_but_ran[ 0 .. 4 ] : @failed_but_ran;
 is(scalar @failed_but_ran, 0, 'no job failed whose action Azure accepted')
   or diag("failed though Azure ran them: jobs @failed_but_ran\n"
 	  . (q1("SELECT string_agg(job_id || ' ' || action || ': ' || error_message, E'\\n')
@@ -406,16 +406,20 @@ sub median
 sub maxof { my $m; for (@_) { $m = $_ if !defined $m || $_ > $m } return $m; }
 sub minof { my $m; for (@_) { $m = $_ if !defined $m || $_ < $m } return $m; }
 
-# least squares slope of y on x; within => demean per worker first
+# least squares slope of y on x; within => demean per worker first.  Only
+# groups of 3 points or more spanning at least $span in x count, and the
+# answer is undef below 10 points (a handful of samples gives no trend).
 sub slope
 {
-	my ($pts, $within) = @_;	# [[group, x, y], ...]
+	my ($pts, $within, $span) = @_;	# [[group, x, y], ...]
 	my %g;
 	push @{ $g{ $within ? $_->[0] : 0 } }, $_ for @$pts;
 	my ($sxy, $sxx, $n) = (0, 0, 0);
 	for my $grp (values %g)
 	{
 		next if @$grp < 3;
+		my @xs = map { $_->[1] } @$grp;
+		next if maxof(@xs) - minof(@xs) < $span;
 		my $mx = 0; my $my = 0;
 		$mx += $_->[1] / @$grp for @$grp;
 		$my += $_->[2] / @$grp for @$grp;
@@ -426,7 +430,7 @@ sub slope
 			$n++;
 		}
 	}
-	return $sxx > 0 ? ($sxy / $sxx, $n) : (undef, $n);
+	return ($sxx > 0 && $n >= 10) ? ($sxy / $sxx, $n) : (undef, $n);
 }
 
 sub r1 { return defined $_[0] ? 0 + sprintf('%.1f', $_[0]) : undef; }
@@ -458,10 +462,10 @@ my @rss_t = map { [ $_->{pid}, $_->{t} / 3600, $_->{rss} / 1024 ] } @steady;
 my @rss_j = map { [ $_->{pid}, $_->{handled} / 1000, $_->{rss} ] } @steady;
 my @ctx_t = map { [ $_->{pid}, $_->{t} / 3600, $_->{ctx_used} / 1024 ] } grep { defined $_->{ctx_used} } @steady;
 my @ctx_j = map { [ $_->{pid}, $_->{handled} / 1000, $_->{ctx_used} ] } grep { defined $_->{ctx_used} } @steady;
-my ($rss_mb_h) = slope(\@rss_t, 0);
-my ($rss_within_kb_1k, $rss_within_n) = slope(\@rss_j, 1);
-my ($ctx_mb_h) = slope(\@ctx_t, 0);
-my ($ctx_within_kb_1k, $ctx_within_n) = slope(\@ctx_j, 1);
+my ($rss_mb_h, $rss_t_n) = slope(\@rss_t, 0, 0.25 * $seconds / 3600);
+my ($rss_within_kb_1k, $rss_within_n) = slope(\@rss_j, 1, 0.2);
+my ($ctx_mb_h, $ctx_t_n) = slope(\@ctx_t, 0, 0.25 * $seconds / 3600);
+my ($ctx_within_kb_1k, $ctx_within_n) = slope(\@ctx_j, 1, 0.2);
 
 my @withrss = grep { $_->{rss} } @samples;
 my $hw = maxof(map { $_->{rss} } @withrss);
@@ -483,8 +487,10 @@ my %mem = (
 	window_s => $win, windows => \@windows,
 	steady_rss_slope_mb_per_hour => r1($rss_mb_h),
 	steady_rss_within_worker_kb_per_1000_jobs => r1($rss_within_kb_1k),
+	steady_rss_within_worker_points => $rss_within_n,
 	steady_ctx_slope_mb_per_hour => r1($ctx_mb_h),
-	steady_ctx_within_worker_kb_per_1000_jobs => r1($ctx_within_kb_1k));
+	steady_ctx_within_worker_kb_per_1000_jobs => r1($ctx_within_kb_1k),
+	steady_ctx_within_worker_points => $ctx_within_n);
 
 SKIP:
 {
