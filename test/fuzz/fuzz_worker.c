@@ -196,6 +196,30 @@ GetCurrentTimestamp(void)
 		USECS_PER_SEC + tp.tv_usec + clock_skew;
 }
 
+/*
+ * Every memory context asr's code creates (the Makefile renames its calls
+ * to come here) is made a little off PostgreSQL's standard sizes, so that
+ * MemoryContextDelete() frees it instead of keeping it on the freelist of
+ * deleted contexts: a use after the delete is then a use after free() that
+ * ASan reports.
+ */
+#undef AllocSetContextCreateInternal
+extern MemoryContext AllocSetContextCreateInternal(MemoryContext parent, const char *name,
+												   Size minContextSize, Size initBlockSize,
+												   Size maxBlockSize);
+extern MemoryContext fuzz_AllocSetContextCreateInternal(MemoryContext parent, const char *name,
+														Size minContextSize, Size initBlockSize,
+														Size maxBlockSize);
+
+MemoryContext
+fuzz_AllocSetContextCreateInternal(MemoryContext parent, const char *name,
+								   Size minContextSize, Size initBlockSize, Size maxBlockSize)
+{
+	return AllocSetContextCreateInternal(parent, name, minContextSize,
+										 initBlockSize + MAXIMUM_ALIGNOF,
+										 Max(maxBlockSize, initBlockSize + MAXIMUM_ALIGNOF));
+}
+
 /* the worker's short transactions: subtransactions of the input's */
 static MemoryContext tx_callers[32];
 static int	tx_depth = 0;
@@ -693,12 +717,43 @@ new_job(int i, Phase phase, const char *action)
 	return jc;
 }
 
-/* the end of an item's refresh: what the tables refused is listed */
+/*
+ * The end of an item's refresh (asr_sync_item's callback): exactly once
+ * per refresh.  What the tables refused is listed.
+ */
+typedef struct Refresh
+{
+	int			item;
+	int			answers;
+} Refresh;
+
+static List *refreshes = NIL;	/* of Refresh *, in input_cxt */
+
 static void
 sync_done(void *arg, const char *error)
 {
+	Refresh    *r = (Refresh *) arg;
+
+	if (++r->answers > 1)
+	{
+		fprintf(stderr, "asr_fuzz: the refresh of item%d was answered twice\n", r->item);
+		fflush(stderr);
+		abort();
+	}
 	if (error)
 		note_refusal(error);
+}
+
+static void
+refresh(int i)
+{
+	MemoryContext old = MemoryContextSwitchTo(input_cxt);
+	Refresh    *r = palloc0(sizeof(Refresh));
+
+	r->item = i;
+	refreshes = lappend(refreshes, r);
+	MemoryContextSwitchTo(old);
+	asr_sync_item(fuzz_vault, i, item_id_of(i), CurrentMemoryContext, sync_done, r);
 }
 
 static void
@@ -739,6 +794,7 @@ run_rolled_back(void (*fn) (const char *data, size_t size), const char *data, si
 	input_cxt = CurrentMemoryContext;
 	calls = NIL;
 	posts = NIL;
+	refreshes = NIL;
 	clock_skew = 0;
 	tx_depth = 0;
 	BeginInternalSubTransaction(NULL);
@@ -765,6 +821,17 @@ run_rolled_back(void (*fn) (const char *data, size_t size), const char *data, si
 		fprintf(stderr, "asr_fuzz: item reads left queued after the input\n");
 		abort();
 	}
+	{
+		ListCell   *lc;
+
+		foreach(lc, refreshes)
+			if (((Refresh *) lfirst(lc))->answers != 1)
+			{
+				fprintf(stderr, "asr_fuzz: the refresh of item%d was never answered\n",
+						((Refresh *) lfirst(lc))->item);
+				abort();
+			}
+	}
 	if (tx_depth != 0)
 	{
 		fprintf(stderr, "asr_fuzz: %d worker transactions left open\n", tx_depth);
@@ -775,6 +842,7 @@ run_rolled_back(void (*fn) (const char *data, size_t size), const char *data, si
 	asr_dx_reap_polls();
 	calls = NIL;
 	posts = NIL;
+	refreshes = NIL;
 }
 
 static char *
@@ -802,7 +870,7 @@ item_scenarios(const char *data, size_t size)
 	asr_dx_start_phase(check);
 	asr_dx_start_phase(reconcile);
 	asr_dx_start_phase(poll);	/* Succeeded: the final re-read of the item */
-	asr_sync_item(fuzz_vault, 4, item_id_of(4), CurrentMemoryContext, sync_done, NULL);
+	refresh(4);
 	pump(&f);
 }
 
@@ -819,7 +887,7 @@ points_scenario(const char *data, size_t size)
 	Feed		f = {data, size, next_link_of(data, size),
 	(1u << URL_POINTS) | (1u << URL_NEXT), 3, "Succeeded", false};
 
-	asr_sync_item(fuzz_vault, 1, item_id_of(1), CurrentMemoryContext, sync_done, NULL);
+	refresh(1);
 	pump(&f);
 }
 
@@ -852,7 +920,7 @@ list_scenarios(const char *data, size_t size)
 	asr_dx_start_polls(polls);
 	(void) asr_sync_collect();
 	for (i = 1; i <= FUZZ_ITEMS; i++)
-		asr_sync_item(fuzz_vault, i, item_id_of(i), CurrentMemoryContext, sync_done, NULL);
+		refresh(i);
 	pump(&f);
 }
 
