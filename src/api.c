@@ -142,6 +142,28 @@ begin_action(const char *function, const char *action, const char *spec,
 }
 
 /*
+ * The common end of every item action: the request to POST to the item's
+ * operation (unless req->request is set already), a warning for a point
+ * that misses disks, and the job.  Without a point the job records no
+ * coverage.
+ */
+static int64
+enqueue(AsrJobRequest *req, const AsrItem *item, const char *action,
+		const char *operation, const char *body, const AsrPointChoice *pc)
+{
+	req->item_id = item->item_id;
+	req->item_name = item->name;
+	req->action = action;
+	if (operation)
+		req->request = item_request(item, operation, body);
+	if (pc)
+		asr_point_warn_coverage(item, pc);
+	else
+		req->disks_covered = req->disks_total = -1;
+	return asr_job_insert(req);
+}
+
+/*
  * asr_failover(item, point DEFAULT 'latest', shutdown_source DEFAULT true)
  *
  * Always PrimaryToRecovery of the item as Azure reports it now: after a
@@ -175,13 +197,9 @@ asr_failover(PG_FUNCTION_ARGS)
 					 "\"sourceSiteOperations\": \"%s\", \"providerSpecificDetails\": %s}}",
 					 shutdown ? "Required" : "NotRequired", a2a_details(&pc));
 
-	req.item_id = item.item_id;
-	req.action = "failover";
 	request_point(&req, point, &pc);
 	req.options = json_parse(shutdown ? "{\"shutdown_source\": true}" : "{\"shutdown_source\": false}");
-	req.request = item_request(&item, "unplannedFailover", body.data);
-	asr_point_warn_coverage(&item, &pc);
-	PG_RETURN_INT64(asr_job_insert(&req));
+	PG_RETURN_INT64(enqueue(&req, &item, "failover", "unplannedFailover", body.data, &pc));
 }
 
 /*
@@ -230,13 +248,9 @@ asr_test_failover(PG_FUNCTION_ARGS)
 	append_json_string(&options, network);
 	appendStringInfoChar(&options, '}');
 
-	req.item_id = item.item_id;
-	req.action = "test_failover";
 	request_point(&req, point, &pc);
 	req.options = json_parse(options.data);
-	req.request = item_request(&item, "testFailover", body.data);
-	asr_point_warn_coverage(&item, &pc);
-	PG_RETURN_INT64(asr_job_insert(&req));
+	PG_RETURN_INT64(enqueue(&req, &item, "test_failover", "testFailover", body.data, &pc));
 }
 
 /*
@@ -277,12 +291,9 @@ asr_test_failover_cleanup(PG_FUNCTION_ARGS)
 	append_json_string(&options, notes);
 	appendStringInfoChar(&options, '}');
 
-	req.item_id = item.item_id;
-	req.action = "test_failover_cleanup";
-	req.disks_covered = req.disks_total = -1;
 	req.options = json_parse(options.data);
-	req.request = item_request(&item, "testFailoverCleanup", body.data);
-	PG_RETURN_INT64(asr_job_insert(&req));
+	PG_RETURN_INT64(enqueue(&req, &item, "test_failover_cleanup", "testFailoverCleanup",
+							body.data, NULL));
 }
 
 /*
@@ -312,12 +323,9 @@ asr_change_recovery_point(PG_FUNCTION_ARGS)
 	escape_json(&body, pc.arm_id);
 	appendStringInfoString(&body, ", \"providerSpecificDetails\": {\"instanceType\": \"A2A\"}}}");
 
-	req.item_id = item.item_id;
-	req.action = "change_recovery_point";
 	request_point(&req, point, &pc);
-	req.request = item_request(&item, "applyRecoveryPoint", body.data);
-	asr_point_warn_coverage(&item, &pc);
-	PG_RETURN_INT64(asr_job_insert(&req));
+	PG_RETURN_INT64(enqueue(&req, &item, "change_recovery_point", "applyRecoveryPoint",
+							body.data, &pc));
 }
 
 /*
@@ -334,11 +342,24 @@ asr_commit(PG_FUNCTION_ARGS)
 		(void) required_text(fcinfo, 0, "item");
 	begin_action("asr_commit", "commit", spec, &item);
 
-	req.item_id = item.item_id;
-	req.action = "commit";
-	req.disks_covered = req.disks_total = -1;
-	req.request = item_request(&item, "failoverCommit", NULL);
-	PG_RETURN_INT64(asr_job_insert(&req));
+	PG_RETURN_INT64(enqueue(&req, &item, "commit", "failoverCommit", NULL, NULL));
+}
+
+/*
+ * The item of asr_reprotect and asr_reprotect_preview, after checking that
+ * neither it nor the options are NULL.
+ */
+static char *
+reprotect_arguments(FunctionCallInfo fcinfo)
+{
+	char	   *spec = required_text(fcinfo, 0, "item");
+
+	if (PG_ARGISNULL(1))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("options must not be NULL"),
+				 errhint("Pass '{}' to use the vault's reprotect_options alone.")));
+	return spec;
 }
 
 /*
@@ -348,29 +369,18 @@ asr_commit(PG_FUNCTION_ARGS)
 Datum
 asr_reprotect(PG_FUNCTION_ARGS)
 {
-	char	   *spec = optional_text(fcinfo, 0);
+	char	   *spec = reprotect_arguments(fcinfo);
 	AsrItem		item;
 	AsrJobRequest req = {0};
 	Jsonb	   *request;
 	Jsonb	   *merged;
 
-	if (spec == NULL)
-		(void) required_text(fcinfo, 0, "item");
-	if (PG_ARGISNULL(1))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("options must not be NULL"),
-				 errhint("Pass '{}' to use the vault's reprotect_options alone.")));
-
 	begin_action("asr_reprotect", "reprotect", spec, &item);
 	(void) asr_reprotect_plan(&item, PG_GETARG_JSONB_P(1), &request, &merged);
 
-	req.item_id = item.item_id;
-	req.action = "reprotect";
-	req.disks_covered = req.disks_total = -1;
 	req.options = merged;
 	req.request = request;
-	PG_RETURN_INT64(asr_job_insert(&req));
+	PG_RETURN_INT64(enqueue(&req, &item, "reprotect", NULL, NULL, NULL));
 }
 
 /*
@@ -381,18 +391,10 @@ asr_reprotect(PG_FUNCTION_ARGS)
 Datum
 asr_reprotect_preview(PG_FUNCTION_ARGS)
 {
-	char	   *spec = optional_text(fcinfo, 0);
+	char	   *spec = reprotect_arguments(fcinfo);
 	AsrItem		item;
 	Jsonb	   *request;
 	Jsonb	   *merged;
-
-	if (spec == NULL)
-		(void) required_text(fcinfo, 0, "item");
-	if (PG_ARGISNULL(1))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("options must not be NULL"),
-				 errhint("Pass '{}' to use the vault's reprotect_options alone.")));
 
 	asr_item_resolve(spec, false, &item);
 	asr_validate_action(&item, "reprotect");

@@ -21,7 +21,10 @@
 #include "utils/jsonb.h"
 #include "utils/timestamp.h"
 
-/* An item as last synced, with what validation needs of its vault. */
+/*
+ * An item as last synced, with what validation needs of its vault; Azure's
+ * whole document is read only on demand (asr_item_properties).
+ */
 typedef struct AsrItem
 {
 	int64		item_id;
@@ -38,9 +41,6 @@ typedef struct AsrItem
 	char	  **allowed_operations;
 	char	   *primary_region;
 	char	   *recovery_region;
-	char	   *scenario;		/* Azure's currentScenario when not None */
-	int			disks_total;	/* protected managed disks, -1 = unknown */
-	Jsonb	   *properties;
 	Jsonb	   *vault_reprotect_options;
 	TimestampTz synced_at;
 } AsrItem;
@@ -48,6 +48,8 @@ typedef struct AsrItem
 /* lookups (SQL-facing) */
 extern void asr_item_resolve(const char *spec, bool lock, AsrItem *item);
 extern bool asr_item_load(int64 item_id, bool lock, AsrItem *item);
+extern Jsonb *asr_item_properties(const AsrItem *item);
+extern char *asr_item_scenario(const AsrItem *item);
 
 /* sync writes (the worker) */
 extern int64 asr_item_upsert(int32 vault_id, Jsonb *document);

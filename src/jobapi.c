@@ -116,6 +116,7 @@ asr_cancel(PG_FUNCTION_ARGS)
 		escape_json(&path, psprintf("%s/failoverCancel", item.arm_id));
 		appendStringInfoChar(&path, '}');
 		req.item_id = item.item_id;
+		req.item_name = item.name;
 		req.action = "cancel_failover";
 		req.disks_covered = req.disks_total = -1;
 		req.request = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(path.data)));
@@ -174,6 +175,7 @@ asr_restart(PG_FUNCTION_ARGS)
 		asr_refuse_unfinished(&item, job.action, &other);
 
 	req.item_id = job.item_id;
+	req.item_name = item.name;
 	req.action = job.action;
 	req.recovery_point = job.recovery_point;
 	req.disks_covered = req.disks_total = -1;
@@ -215,14 +217,6 @@ asr_resume(PG_FUNCTION_ARGS)
 	PG_RETURN_INT64(job.job_id);
 }
 
-/* An interval in microseconds (a month counts 30 days). */
-static int64
-interval_usecs(Interval *iv)
-{
-	return iv->time + (int64) iv->day * USECS_PER_DAY +
-		(int64) iv->month * 30 * USECS_PER_DAY;
-}
-
 /* "running, 40%, task \"...\"" */
 static char *
 job_progress_text(const AsrJob *job)
@@ -248,15 +242,7 @@ asr_wait(PG_FUNCTION_ARGS)
 	TimestampTz deadline;
 	char	   *last = NULL;
 
-	if (PG_ARGISNULL(1))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("timeout must not be NULL")));
-	timeout = interval_usecs(PG_GETARG_INTERVAL_P(1));
-	if (timeout < 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("timeout must not be negative")));
+	timeout = asr_timeout_argument(fcinfo, 1);
 	job_argument(fcinfo, false, &job);
 	if (job.created_here)
 		ereport(ERROR,

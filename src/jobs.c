@@ -26,6 +26,7 @@
 #include "executor/spi.h"
 #include "miscadmin.h"
 #include "utils/builtins.h"
+#include "utils/json.h"
 #include "utils/jsonb.h"
 #include "utils/memutils.h"
 
@@ -95,6 +96,30 @@ text_or_null(const char *s, char *null)
 	return s ? CStringGetTextDatum(s) : (Datum) 0;
 }
 
+/* the NOTIFY asr_jobs payload of job j (joined with its item i), as text */
+#define JOB_NOTIFY_PAYLOAD \
+	"json_build_object('job_id', j.job_id, 'item', i.name, 'action', j.action, 'state', j.state)::text"
+
+/*
+ * The same payload built here, for a job whose item name is known: what
+ * json_build_object() writes, to the byte.
+ */
+static char *
+job_payload(int64 job_id, const char *item, const char *action, const char *state)
+{
+	StringInfoData buf;
+
+	initStringInfo(&buf);
+	appendStringInfo(&buf, "{\"job_id\" : " INT64_FORMAT ", \"item\" : ", job_id);
+	escape_json(&buf, item);
+	appendStringInfoString(&buf, ", \"action\" : ");
+	escape_json(&buf, action);
+	appendStringInfoString(&buf, ", \"state\" : ");
+	escape_json(&buf, state);
+	appendStringInfoChar(&buf, '}');
+	return buf.data;
+}
+
 /*
  * Write the event row of a job and NOTIFY asr_jobs, both in the current
  * transaction; callers are connected to SPI with search_path pinned.
@@ -114,8 +139,7 @@ job_event(int64 job_id, const char *detail)
 					 asr_rel("asr_job_events"), asr_rel("asr_jobs")),
 			2, types, values, nulls, false, 0);
 
-	asr_spi(psprintf("SELECT json_build_object('job_id', j.job_id, 'item', i.name, "
-					 "'action', j.action, 'state', j.state)::text "
+	asr_spi(psprintf("SELECT " JOB_NOTIFY_PAYLOAD " "
 					 "FROM %s j JOIN %s i USING (item_id) WHERE j.job_id = $1",
 					 asr_rel("asr_jobs"), asr_rel("asr_items")),
 			1, types, values, nulls, true, 1);
@@ -130,21 +154,22 @@ job_event(int64 job_id, const char *detail)
  * job_id.  The caller has validated the action and holds a lock on the
  * item row; the unique index asr_jobs_one_unfinished_per_item backs the
  * "one unfinished job per item" rule even if it did not.
+ *
+ * One statement writes the job and its event: enqueueing is what DBAs and
+ * scripts do in bulk.
  */
 int64
 asr_job_insert(const AsrJobRequest *req)
 {
-	Oid			types[12] = {INT8OID, TEXTOID, TEXTOID, TEXTOID, TIMESTAMPTZOID,
-	INT2OID, INT2OID, JSONBOID, JSONBOID, INT8OID, TEXTOID, TEXTOID};
-	Datum		values[12];
-	char		nulls[13] = "            ";
+	Oid			types[13] = {INT8OID, TEXTOID, TEXTOID, TEXTOID, TIMESTAMPTZOID,
+		INT2OID, INT2OID, JSONBOID, JSONBOID, INT8OID, TEXTOID, TEXTOID,
+	TEXTOID};
+	Datum		values[13];
+	char		nulls[14] = "             ";
 	int64		job_id;
 	bool		isnull;
 	int			nestlevel;
 	char	   *who = GetUserNameFromId(GetSessionUserId(), false);
-
-	SPI_connect();
-	nestlevel = asr_pin_search_path();
 
 	values[0] = Int64GetDatum(req->item_id);
 	values[1] = CStringGetTextDatum(req->action);
@@ -164,21 +189,31 @@ asr_job_insert(const AsrJobRequest *req)
 	nulls[9] = req->restart_of ? ' ' : 'n';
 	values[10] = text_or_null(req->azure_job, &nulls[10]);
 	values[11] = CStringGetTextDatum(who);
+	values[12] = CStringGetTextDatum(req->detail ?
+									 psprintf("requested by %s; %s", who, req->detail) :
+									 psprintf("requested by %s", who));
 
-	asr_spi(psprintf("INSERT INTO %s (item_id, action, requested_point, recovery_point, "
+	SPI_connect();
+	nestlevel = asr_pin_search_path();
+	asr_spi(psprintf("WITH j AS (INSERT INTO %s (item_id, action, requested_point, recovery_point, "
 					 "recovery_point_time, disks_covered, disks_total, options, request, "
 					 "restart_of, azure_job, requested_by) "
 					 "VALUES ($1, $2, $3, $4, $5, $6, $7, coalesce($8, '{}'), $9, $10, $11, $12) "
-					 "RETURNING job_id", asr_rel("asr_jobs")),
-			12, types, values, nulls, false, 0);
+					 "RETURNING job_id, state, progress), "
+					 "e AS (INSERT INTO %s (job_id, state, progress, detail) "
+					 "SELECT j.job_id, j.state, j.progress, $13 FROM j) "
+					 "SELECT job_id, state FROM j",
+					 asr_rel("asr_jobs"), asr_rel("asr_job_events")),
+			13, types, values, nulls, false, 0);
+	if (SPI_processed != 1)
+		elog(ERROR, "asr: the job of item " INT64_FORMAT " was not recorded", req->item_id);
 	job_id = DatumGetInt64(asr_spi_datum(0, 1, &isnull));
-
-	job_event(job_id, req->detail ? psprintf("requested by %s; %s", who, req->detail)
-			  : psprintf("requested by %s", who));
-
+	Async_Notify("asr_jobs", job_payload(job_id, req->item_name, req->action,
+										 asr_spi_text(0, 2)));
 	asr_unpin_search_path(nestlevel);
 	SPI_finish();
 
+	asr_wake_waiters_at_commit();
 	asr_wake_worker_at_commit();
 	return job_id;
 }
@@ -325,19 +360,12 @@ fill_job(MemoryContext cxt, AsrJob *job)
 
 	job->job_id = DatumGetInt64(asr_spi_datum(0, 1, &isnull));
 	job->item_id = DatumGetInt64(asr_spi_datum(0, 2, &isnull));
-	job->item_name = asr_spi_copy_text(cxt, 3);
-	job->item_arm_id = asr_spi_copy_text(cxt, 4);
-	job->action = asr_spi_copy_text(cxt, 5);
-	job->state = asr_spi_copy_text(cxt, 6);
+	asr_spi_copy_texts(cxt, 3, &job->item_name, &job->item_arm_id, &job->action,
+					   &job->state, NULL);
 	job->progress = DatumGetInt16(asr_spi_datum(0, 7, &isnull));
-	job->current_task = asr_spi_copy_text(cxt, 8);
-	job->azure_job = asr_spi_copy_text(cxt, 9);
-	job->azure_state = asr_spi_copy_text(cxt, 10);
-	job->error_code = asr_spi_copy_text(cxt, 11);
-	job->error_message = asr_spi_copy_text(cxt, 12);
-	job->recovery_point = asr_spi_copy_text(cxt, 13);
-	job->control = asr_spi_copy_text(cxt, 14);
-	job->requested_by = asr_spi_copy_text(cxt, 15);
+	asr_spi_copy_texts(cxt, 8, &job->current_task, &job->azure_job, &job->azure_state,
+					   &job->error_code, &job->error_message, &job->recovery_point,
+					   &job->control, &job->requested_by, NULL);
 	job->requested_at = DatumGetTimestampTz(asr_spi_datum(0, 16, &isnull));
 	job->restart_of = DatumGetInt64(asr_spi_datum(0, 17, &isnull));
 	if (isnull)
@@ -350,27 +378,25 @@ fill_job(MemoryContext cxt, AsrJob *job)
 }
 
 /*
- * Load a job (with its item's name and ARM id); false when it does not
- * exist.  With lock, the row stays locked FOR UPDATE until the end of the
- * transaction.
+ * The first job of "SELECT JOB_COLUMNS FROM asr_jobs j JOIN asr_items i
+ * USING (item_id) <tail>" with $1 = id, in the caller's memory context;
+ * false when there is none.
  */
-bool
-asr_job_load(int64 job_id, bool lock, AsrJob *job)
+static bool
+job_fetch(const char *tail, int64 id, AsrJob *job)
 {
 	MemoryContext cxt = CurrentMemoryContext;
 	Oid			type = INT8OID;
-	Datum		id = Int64GetDatum(job_id);
+	Datum		value = Int64GetDatum(id);
 	bool		found;
 	int			nestlevel;
 
 	SPI_connect();
 	nestlevel = asr_pin_search_path();
-	asr_spi(psprintf("SELECT " JOB_COLUMNS " FROM %s j JOIN %s i USING (item_id) "
-					 "WHERE j.job_id = $1%s",
-					 asr_rel("asr_jobs"), asr_rel("asr_items"),
-					 lock ? " FOR UPDATE OF j" : ""),
 	/* not read-only: SPI then takes a fresh snapshot (asr_wait relies on it) */
-			1, &type, &id, NULL, false, 0);
+	asr_spi(psprintf("SELECT " JOB_COLUMNS " FROM %s j JOIN %s i USING (item_id) %s",
+					 asr_rel("asr_jobs"), asr_rel("asr_items"), tail),
+			1, &type, &value, NULL, false, 0);
 	found = (SPI_processed == 1);
 	if (found)
 		fill_job(cxt, job);
@@ -380,30 +406,48 @@ asr_job_load(int64 job_id, bool lock, AsrJob *job)
 }
 
 /*
- * The unfinished job of an item, if any (there is at most one).
+ * Load a job (with its item's name and ARM id); false when it does not
+ * exist.  With lock, the row stays locked FOR UPDATE until the end of the
+ * transaction.
+ */
+bool
+asr_job_load(int64 job_id, bool lock, AsrJob *job)
+{
+	return job_fetch(lock ? "WHERE j.job_id = $1 FOR UPDATE OF j" : "WHERE j.job_id = $1",
+					 job_id, job);
+}
+
+/*
+ * The unfinished job of an item, if any: there is at most one (the unique
+ * index asr_jobs_one_unfinished_per_item), which is also how it is found.
+ * (An "ORDER BY job_id LIMIT 1" here made the planner walk asr_jobs_pkey
+ * through every job whenever the statistics said the table was small.)
+ * Most calls find none, so the first look reads the index alone; a job
+ * that finishes before it is loaded counts as none.
  */
 bool
 asr_job_unfinished_for_item(int64 item_id, AsrJob *job)
 {
-	MemoryContext cxt = CurrentMemoryContext;
 	Oid			type = INT8OID;
 	Datum		id = Int64GetDatum(item_id);
-	bool		found;
+	int64		job_id = 0;
 	int			nestlevel;
 
 	SPI_connect();
 	nestlevel = asr_pin_search_path();
-	asr_spi(psprintf("SELECT " JOB_COLUMNS " FROM %s j JOIN %s i USING (item_id) "
-					 "WHERE j.item_id = $1 AND j.state = ANY (" ASR_UNFINISHED_STATES ") "
-					 "ORDER BY j.job_id LIMIT 1",
-					 asr_rel("asr_jobs"), asr_rel("asr_items")),
+	asr_spi(psprintf("SELECT job_id FROM %s WHERE item_id = $1 AND state = ANY (" ASR_UNFINISHED_STATES ")",
+					 asr_rel("asr_jobs")),
 			1, &type, &id, NULL, false, 0);
-	found = (SPI_processed == 1);
-	if (found)
-		fill_job(cxt, job);
+	if (SPI_processed == 1)
+	{
+		bool		isnull;
+
+		job_id = DatumGetInt64(asr_spi_datum(0, 1, &isnull));
+	}
 	asr_unpin_search_path(nestlevel);
 	SPI_finish();
-	return found;
+	return job_id != 0 && job_fetch("WHERE j.job_id = $1", job_id, job) &&
+		!asr_job_state_is_final(job->state);
 }
 
 /*

@@ -25,6 +25,7 @@
 typedef struct AsrJobRequest
 {
 	int64		item_id;
+	const char *item_name;		/* the item's name, for the NOTIFY payload */
 	const char *action;			/* failover, commit, ... (asr_jobs.action) */
 	const char *requested_point;	/* as the caller wrote it, or NULL */
 	const char *recovery_point; /* ARM id to send; NULL = latest */

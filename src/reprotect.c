@@ -208,11 +208,19 @@ asr_reprotect_plan(const AsrItem *item, Jsonb *call_options,
 	bool		first;
 	uint64		i;
 	Jsonb	   *merged;
+	Jsonb	   *properties;
 
 	asr_check_reprotect_options(call_options, "options");
 	if (item->vault_reprotect_options)
 		asr_check_reprotect_options(item->vault_reprotect_options,
 									psprintf("reprotect_options of vault \"%s\"", item->vault));
+
+	properties = asr_item_properties(item);
+	if (properties == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("replicated item \"%s\" does not exist", item->name),
+				 errdetail("It was removed while this call ran.")));
 
 	SPI_connect();
 	nestlevel = asr_pin_search_path();
@@ -253,7 +261,7 @@ asr_reprotect_plan(const AsrItem *item, Jsonb *call_options,
 				 errhint("Pass options => '{\"cache_storage_account\": \"/subscriptions/<id>/resourceGroups/<group>/providers/Microsoft.Storage/storageAccounts/<account>\"}', or an object mapping regions to such ids, or give it as the vault's reprotect_options in asr_add_vault().")));
 
 	/* what the item document tells */
-	values[0] = JsonbPGetDatum(item->properties);
+	values[0] = JsonbPGetDatum(properties);
 	asr_spi("SELECT $1->'providerSpecificDetails'->>'fabricObjectId', $1->>'policyId', "
 			"$1->>'recoveryContainerId'",
 			1, types, values, NULL, true, 0);

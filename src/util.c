@@ -10,6 +10,14 @@
  * pg_temp before running SQL, so that operators and functions can only
  * resolve to the system's.
  *
+ * An action function runs a handful of statements per call, and parsing
+ * and planning them again each time cost more than running them: the
+ * schema's name is therefore kept per backend until a relation or schema
+ * changes, and every statement asr_spi() runs is prepared once per backend
+ * and kept (keyed by its text, which holds the schema's name, and its
+ * argument types).  PostgreSQL's plan cache re-plans a kept statement when
+ * a relation it uses changes or is dropped and created again.
+ *
  * IDENTIFICATION
  *	  src/util.c
  *
@@ -23,14 +31,20 @@
 #include "access/xact.h"
 #include "access/xlog.h"
 #include "catalog/indexing.h"
+#include "catalog/namespace.h"
 #include "catalog/pg_extension.h"
 #include "commands/extension.h"
 #include "miscadmin.h"
 #include "tcop/utility.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
+#include "common/hashfn.h"
 #include "utils/guc.h"
+#include "utils/inval.h"
 #include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/syscache.h"
+#include "utils/timestamp.h"
 
 #include "asr.h"
 #include "util.h"
@@ -61,39 +75,95 @@ extension_schema(Oid extoid)
 }
 
 /*
- * "schema".relname for one of the extension's relations.  Looked up on
- * every call: DROP/CREATE EXTENSION may move it between two calls.
+ * The extension's schema, quoted, kept until an invalidation says that a
+ * relation or a schema changed: DROP/CREATE EXTENSION and ALTER EXTENSION
+ * SET SCHEMA change the extension's tables, ALTER SCHEMA RENAME the
+ * schema.  The callbacks only clear the flag, so that a name in use is
+ * never freed under its user.
  */
-char *
-asr_rel(const char *relname)
+static char *schema_quoted = NULL;
+static bool schema_valid = false;
+static bool schema_callbacks = false;
+
+static void
+schema_relcache_inval(Datum arg, Oid relid)
 {
-	Oid			extoid = get_extension_oid(ASR_EXTENSION_NAME, true);
-	Oid			nspoid;
+	schema_valid = false;
+}
+
+static void
+schema_syscache_inval(Datum arg, int cacheid, uint32 hashvalue)
+{
+	schema_valid = false;
+}
+
+/* The quoted name of the extension's schema, looked up when not valid. */
+static const char *
+extension_schema_quoted(void)
+{
+	Oid			extoid;
 	char	   *nspname;
 
+	if (!schema_callbacks)
+	{
+		CacheRegisterRelcacheCallback(schema_relcache_inval, (Datum) 0);
+		CacheRegisterSyscacheCallback(NAMESPACEOID, schema_syscache_inval, (Datum) 0);
+		schema_callbacks = true;
+	}
+	if (schema_valid)
+		return schema_quoted;
+
+	extoid = get_extension_oid(ASR_EXTENSION_NAME, true);
 	if (!OidIsValid(extoid))
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
 				 errmsg("extension \"%s\" is not installed in this database",
 						ASR_EXTENSION_NAME)));
-	nspoid = extension_schema(extoid);
-	nspname = get_namespace_name(nspoid);
+	/* valid from before the lookup: an invalidation during it clears it */
+	schema_valid = true;
+	nspname = get_namespace_name(extension_schema(extoid));
 	if (nspname == NULL)
+	{
+		schema_valid = false;
 		elog(ERROR, "schema of extension \"%s\" not found", ASR_EXTENSION_NAME);
-	return psprintf("%s.%s", quote_identifier(nspname), quote_identifier(relname));
+	}
+	if (schema_quoted == NULL || strcmp(schema_quoted, quote_identifier(nspname)) != 0)
+	{
+		if (schema_quoted)
+			pfree(schema_quoted);
+		schema_quoted = MemoryContextStrdup(TopMemoryContext, quote_identifier(nspname));
+	}
+	return schema_quoted;
+}
+
+/*
+ * "schema".relname for one of the extension's relations.
+ */
+char *
+asr_rel(const char *relname)
+{
+	return psprintf("%s.%s", extension_schema_quoted(), quote_identifier(relname));
 }
 
 /*
  * Run the following SQL with search_path = pg_catalog, pg_temp.  Returns
  * the GUC nest level to hand to asr_unpin_search_path(); an error unwinds
- * the setting with the transaction or subtransaction.
+ * the setting with the transaction or subtransaction.  Inside the SQL
+ * functions (SET search_path = pg_catalog, pg_temp) it is pinned already,
+ * and setting it again would only cost a new nest level: 0 says so.
  */
+#define ASR_SEARCH_PATH "pg_catalog, pg_temp"
+
 int
 asr_pin_search_path(void)
 {
-	int			nestlevel = NewGUCNestLevel();
+	int			nestlevel;
 
-	(void) set_config_option("search_path", "pg_catalog, pg_temp",
+	if (namespace_search_path != NULL &&
+		strcmp(namespace_search_path, ASR_SEARCH_PATH) == 0)
+		return 0;
+	nestlevel = NewGUCNestLevel();
+	(void) set_config_option("search_path", ASR_SEARCH_PATH,
 							 PGC_USERSET, PGC_S_SESSION,
 							 GUC_ACTION_SAVE, true, 0, false);
 	return nestlevel;
@@ -102,11 +172,76 @@ asr_pin_search_path(void)
 void
 asr_unpin_search_path(int nestlevel)
 {
-	AtEOXact_GUC(true, nestlevel);
+	if (nestlevel > 0)
+		AtEOXact_GUC(true, nestlevel);
 }
 
 /*
- * SPI_execute_with_args that raises on failure.  Callers are connected.
+ * The statements prepared in this backend: a chained hash table keyed by
+ * the text and the argument types, in a context of its own (visible in
+ * pg_backend_memory_contexts).  Every caller passes a fixed text (with the
+ * schema's name in it), so the table holds a few dozen statements; a
+ * statement whose schema is renamed away simply stays unused.
+ */
+#define PLAN_BUCKETS 128
+
+typedef struct PlanEntry
+{
+	struct PlanEntry *next;
+	uint32		hash;
+	int			nargs;
+	Oid		   *argtypes;
+	char	   *query;
+	SPIPlanPtr	plan;
+} PlanEntry;
+
+static MemoryContext plan_cxt = NULL;
+static PlanEntry *plan_buckets[PLAN_BUCKETS];
+
+/* The kept plan of a statement, prepared and kept at its first use. */
+static SPIPlanPtr
+kept_plan(const char *query, int nargs, Oid *argtypes)
+{
+	uint32		hash = hash_bytes((const unsigned char *) query, strlen(query));
+	PlanEntry  *e;
+	SPIPlanPtr	plan;
+
+	if (nargs > 0)
+		hash ^= hash_bytes((const unsigned char *) argtypes, nargs * sizeof(Oid));
+	for (e = plan_buckets[hash % PLAN_BUCKETS]; e != NULL; e = e->next)
+		if (e->hash == hash && e->nargs == nargs &&
+			(nargs == 0 || memcmp(e->argtypes, argtypes, nargs * sizeof(Oid)) == 0) &&
+			strcmp(e->query, query) == 0)
+			return e->plan;
+
+	plan = SPI_prepare(query, nargs, argtypes);
+	if (plan == NULL)
+		elog(ERROR, "asr: SPI_prepare failed (%s) for: %s",
+			 SPI_result_code_string(SPI_result), query);
+	if (SPI_keepplan(plan) != 0)
+		elog(ERROR, "asr: SPI_keepplan failed for: %s", query);
+
+	if (plan_cxt == NULL)
+		plan_cxt = AllocSetContextCreate(TopMemoryContext, "asr SPI statements",
+										 ALLOCSET_SMALL_SIZES);
+	e = MemoryContextAllocZero(plan_cxt, sizeof(PlanEntry));
+	e->hash = hash;
+	e->nargs = nargs;
+	if (nargs > 0)
+	{
+		e->argtypes = MemoryContextAlloc(plan_cxt, nargs * sizeof(Oid));
+		memcpy(e->argtypes, argtypes, nargs * sizeof(Oid));
+	}
+	e->query = MemoryContextStrdup(plan_cxt, query);
+	e->plan = plan;
+	e->next = plan_buckets[hash % PLAN_BUCKETS];
+	plan_buckets[hash % PLAN_BUCKETS] = e;
+	return plan;
+}
+
+/*
+ * Run a statement with arguments and raise on failure.  Callers are
+ * connected.  The statement is prepared once per backend (see above).
  *
  * Every statement runs with a fresh snapshot (read_only is only a hint of
  * the caller's intent): asr_wait and asr_sync re-read rows that other
@@ -120,8 +255,8 @@ asr_spi(const char *query, int nargs, Oid *argtypes, Datum *values,
 	int			rc;
 
 	(void) read_only;
-	rc = SPI_execute_with_args(query, nargs, argtypes, values, nulls,
-							   false, count);
+	rc = SPI_execute_plan(kept_plan(query, nargs, argtypes), values, nulls,
+						  false, count);
 	if (rc < 0)
 		elog(ERROR, "asr: SPI failed (%s) for: %s",
 			 SPI_result_code_string(rc), query);
@@ -184,6 +319,24 @@ asr_spi_copy_text(MemoryContext cxt, int col)
 	return s ? MemoryContextStrdup(cxt, s) : NULL;
 }
 
+/*
+ * Columns first_col, first_col + 1, ... of the first result row as strings
+ * in cxt, into the char * fields given, up to a NULL:
+ * asr_spi_copy_texts(cxt, 3, &item->vault, &item->name, NULL).
+ */
+void
+asr_spi_copy_texts(MemoryContext cxt, int first_col,...)
+{
+	va_list		args;
+	char	  **dst;
+	int			col = first_col;
+
+	va_start(args, first_col);
+	while ((dst = va_arg(args, char **)) != NULL)
+		*dst = asr_spi_copy_text(cxt, col++);
+	va_end(args);
+}
+
 /* Column col of the first result row as a jsonb in cxt (NULL for NULL). */
 Jsonb *
 asr_spi_copy_jsonb(MemoryContext cxt, int col)
@@ -199,4 +352,28 @@ asr_spi_copy_jsonb(MemoryContext cxt, int col)
 	copy = MemoryContextAlloc(cxt, VARSIZE(j));
 	memcpy(copy, j, VARSIZE(j));
 	return copy;
+}
+
+/*
+ * The timeout argument argno of asr_wait and asr_sync in microseconds (a
+ * month counts 30 days); NULL and negative intervals are errors.
+ */
+int64
+asr_timeout_argument(FunctionCallInfo fcinfo, int argno)
+{
+	Interval   *iv;
+	int64		usecs;
+
+	if (PG_ARGISNULL(argno))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("timeout must not be NULL")));
+	iv = PG_GETARG_INTERVAL_P(argno);
+	usecs = iv->time + (int64) iv->day * USECS_PER_DAY +
+		(int64) iv->month * 30 * USECS_PER_DAY;
+	if (usecs < 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("timeout must not be negative")));
+	return usecs;
 }

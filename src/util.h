@@ -15,6 +15,7 @@
 #include "postgres.h"
 
 #include "executor/spi.h"
+#include "fmgr.h"
 #include "utils/jsonb.h"
 
 /* unfinished job states, as an SQL array literal */
@@ -27,9 +28,11 @@ extern int	asr_spi(const char *query, int nargs, Oid *argtypes,
 					Datum *values, const char *nulls, bool read_only, long count);
 extern char *asr_spi_text(int row, int col);
 extern char *asr_spi_copy_text(MemoryContext cxt, int col);
+extern void asr_spi_copy_texts(MemoryContext cxt, int first_col,...);
 extern Jsonb *asr_spi_copy_jsonb(MemoryContext cxt, int col);
 extern bool asr_spi_isnull(int row, int col);
 extern Datum asr_spi_datum(int row, int col, bool *isnull);
 extern void asr_check_writable(const char *function_name);
+extern int64 asr_timeout_argument(FunctionCallInfo fcinfo, int argno);
 
 #endif							/* ASR_UTIL_H */

@@ -214,6 +214,7 @@ asr_validate_action(const AsrItem *item, const char *action)
 	AsrJob		job;
 	bool		op_ok;
 	bool		location_ok;
+	char	   *scenario;
 
 	if (asr_job_unfinished_for_item(item->item_id, &job))
 		asr_refuse_unfinished(item, action, &job);
@@ -223,13 +224,14 @@ asr_validate_action(const AsrItem *item, const char *action)
 		strcmp(r->location, item->active_location) == 0;
 	if (op_ok && location_ok)
 		return;
+	scenario = asr_item_scenario(item);
 
 	ereport(ERROR,
 			(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 			 errmsg("cannot %s \"%s\"", r->verb, item->name),
 			 errdetail("The VM \"%s\" is %s.%s%s Azure reports protection state %s, active location %s, allowed operations: %s.",
 					   item->name, asr_describe_item(item),
-					   item->scenario ? psprintf(" Azure is running a %s operation on it.", item->scenario) : "",
+					   scenario ? psprintf(" Azure is running a %s operation on it.", scenario) : "",
 					   op_ok ? psprintf(" %s needs the VM to run on its %s side.", r->function,
 										strcmp(r->location, "Primary") == 0 ? "primary" : "recovery") : "",
 					   item->protection_state,

@@ -179,14 +179,6 @@ asr_add_vault(PG_FUNCTION_ARGS)
 	PG_RETURN_INT32(vault_id);
 }
 
-/* An interval in microseconds (a month counts 30 days). */
-static int64
-interval_usecs(Interval *iv)
-{
-	return iv->time + (int64) iv->day * USECS_PER_DAY +
-		(int64) iv->month * 30 * USECS_PER_DAY;
-}
-
 /*
  * asr_sync(vault DEFAULT NULL, timeout DEFAULT '5 min') -> items seen
  */
@@ -204,15 +196,7 @@ asr_sync(PG_FUNCTION_ARGS)
 	bool		isnull;
 	int64		nitems;
 
-	if (PG_ARGISNULL(1))
-		ereport(ERROR,
-				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
-				 errmsg("timeout must not be NULL")));
-	timeout = interval_usecs(PG_GETARG_INTERVAL_P(1));
-	if (timeout < 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("timeout must not be negative")));
+	timeout = asr_timeout_argument(fcinfo, 1);
 	if (RecoveryInProgress())
 		ereport(ERROR,
 				(errcode(ERRCODE_READ_ONLY_SQL_TRANSACTION),
