@@ -9,6 +9,15 @@
  * error state cleared (jsonb_in holds no resources that would need a
  * transaction abort), so one bad response never stops the others.
  *
+ * jsonb_in checks the JSON and its \u escapes but not the bytes of the
+ * text: it trusts that its input is in the database encoding, which the
+ * protocol guarantees for clients and nothing guarantees for a body from
+ * the network.  Azure answers in UTF-8; a body that is not valid UTF-8 is
+ * refused here, so that no invalid byte sequence reaches the tables (and
+ * every client that reads them).  In a database of another encoding the
+ * text is converted (a conversion looks up its function in the catalog,
+ * so it needs a transaction; outside one, non-ASCII text is refused).
+ *
  * IDENTIFICATION
  *	  src/json.c
  *
@@ -18,7 +27,9 @@
 
 #include <stdarg.h>
 
+#include "common/string.h"
 #include "fmgr.h"
+#include "mb/pg_wchar.h"
 #include "utils/builtins.h"
 #include "utils/jsonb.h"
 #include "utils/memutils.h"
@@ -47,11 +58,20 @@ asr_json_parse(const char *text, size_t len, char **error)
 		*error = pstrdup("body contains a NUL byte");
 		return NULL;
 	}
+	if (len > (size_t) PG_INT32_MAX || !pg_verify_mbstr(PG_UTF8, text, (int) len, true))
+	{
+		*error = pstrdup("body is not valid UTF-8");
+		return NULL;
+	}
 	copy = pnstrdup(text, len);
 
 	PG_TRY();
 	{
-		result = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(copy)));
+		char	   *server = copy;
+
+		if (GetDatabaseEncoding() != PG_UTF8 && !pg_is_ascii(copy))
+			server = pg_any_to_server(copy, (int) len, PG_UTF8);
+		result = DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(server)));
 	}
 	PG_CATCH();
 	{

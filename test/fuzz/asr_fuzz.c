@@ -29,6 +29,7 @@
 
 #include "catalog/pg_type.h"
 #include "fmgr.h"
+#include "mb/pg_wchar.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/memutils.h"
@@ -103,6 +104,24 @@ response(long status, const char *body, size_t len, List *headers)
 	return r;
 }
 
+/*
+ * What the readers hand on goes to the tables and to clients: it must be
+ * valid in the database encoding whatever bytes Azure sent (json.c).
+ */
+static void
+check_text(const char *s, const char *what)
+{
+	if (s && !pg_verify_mbstr(GetDatabaseEncoding(), s, strlen(s), true))
+		elog(ERROR, "%s is not valid in the database encoding", what);
+}
+
+static void
+check_error(const AsrArmError *err)
+{
+	check_text(err->code, "error code");
+	check_text(asr_arm_error_text(err), "error text");
+}
+
 /* an ASR job document (replicationJobs/{name}), as the poller reads it */
 static void
 target_job(const char *data, size_t size)
@@ -116,11 +135,20 @@ target_job(const char *data, size_t size)
 
 		(void) asr_arm_job_outcome(doc->state);
 		if (doc->error)
-			(void) asr_arm_error_text(doc->error);
+			check_error(doc->error);
 		if (doc->progress < 0 || doc->progress > 100)
 			elog(ERROR, "progress %d out of range", doc->progress);
+		check_text(doc->name, "name");
+		check_text(doc->state, "state");
+		check_text(doc->state_description, "stateDescription");
+		check_text(doc->scenario, "scenarioName");
+		check_text(doc->activity_id, "activityId");
+		check_text(doc->current_task, "current task");
+		check_text(doc->tasks_json, "tasks");
+		check_text(doc->new_item_id, "newReplicationProtectedItemId");
+		check_text(doc->failover_point_id, "recoveryPointId");
 		foreach(lc, doc->allowed_actions)
-			(void) strlen((char *) lfirst(lc));
+			check_text((char *) lfirst(lc), "allowedActions");
 		if (doc->new_item_id)
 		{
 			AsrItemPath path;
@@ -137,6 +165,7 @@ target_operation(const char *data, size_t size)
 	char	   *error = NULL;
 
 	(void) asr_arm_operation_outcome(data, size, &error);
+	check_text(error, "operation error");
 }
 
 /* an ARM / ASR / Entra error body on a refused request */
@@ -151,7 +180,7 @@ target_error(const char *data, size_t size)
 		AsrArmError *err = asr_arm_parse_error(response(statuses[i], data, size, NIL));
 
 		if (err)
-			(void) asr_arm_error_text(err);
+			check_error(err);
 	}
 }
 

@@ -34,6 +34,7 @@
 #include <sys/time.h>
 
 #include "access/xact.h"
+#include "mb/pg_wchar.h"
 #include "utils/builtins.h"
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
@@ -356,12 +357,17 @@ asr_dx_update(int64 job_id, const char *expected, AsrJobUpdate *u)
 	int			i;
 
 	for (i = 0; i < lengthof(s); i++)
-		if (s[i])
-			(void) strlen(s[i]);
+		if (s[i] && !pg_verify_mbstr(GetDatabaseEncoding(), s[i], strlen(s[i]), true))
+			elog(ERROR, "a job update is not valid in the database encoding");
 	if (u->progress < -1 || u->progress > 100)
 		elog(ERROR, "progress %d out of range", u->progress);
 	if (u->tasks)
-		(void) JsonbToCString(NULL, &u->tasks->root, VARSIZE(u->tasks));
+	{
+		char	   *t = JsonbToCString(NULL, &u->tasks->root, VARSIZE(u->tasks));
+
+		if (!pg_verify_mbstr(GetDatabaseEncoding(), t, strlen(t), true))
+			elog(ERROR, "a job's tasks are not valid in the database encoding");
+	}
 }
 
 void
