@@ -85,6 +85,8 @@ typedef struct Budget
 	long		writes;
 	TimestampTz reads_until;	/* throttled until (429) or paced */
 	TimestampTz writes_until;
+	int			reads_in_flight;	/* sent, not yet counted by a header */
+	int			writes_in_flight;
 } Budget;
 
 /* Refill rates of ARM's buckets (per subscription and principal). */
@@ -101,6 +103,7 @@ static List *budgets = NIL;		/* of Budget * */
 
 static void call_forget(void *arg);
 static Budget *budget_for(const char *subscription);
+static void in_flight_done(Budget *b, bool is_write);
 static void budget_update(Budget *b, const AsrHttpResponse *resp, bool is_write,
 						  TimestampTz now);
 static void start_due(TimestampTz now, TimestampTz *next_wake);
@@ -174,6 +177,9 @@ call_forget(void *arg)
 	AsrCall    *call = (AsrCall *) arg;
 	MemoryContext old = MemoryContextSwitchTo(client_context);
 
+	if (call->in_flight)
+		in_flight_done(budget_for(call->subscription), call->is_write);
+	call->in_flight = false;
 	calls = list_delete_ptr(calls, call);
 	MemoryContextSwitchTo(old);
 	call->finished = true;
@@ -240,8 +246,15 @@ budget_update(Budget *b, const AsrHttpResponse *resp, bool is_write,
 {
 	long		remaining;
 
+	/*
+	 * The header counts what ARM had received when it answered; requests
+	 * still in flight will take from it too.  Without this, a wave with
+	 * sixteen requests in flight overruns the bucket by sixteen and each
+	 * 429 stops that kind of request for a second or more.
+	 */
 	if (asr_arm_ratelimit_remaining(resp, "reads", &remaining))
 	{
+		remaining = Max(remaining - b->reads_in_flight, 0);
 		b->reads = remaining;
 		if (remaining <= BUDGET_LOW_WATER)
 			b->reads_until = Max(b->reads_until,
@@ -249,6 +262,7 @@ budget_update(Budget *b, const AsrHttpResponse *resp, bool is_write,
 	}
 	if (asr_arm_ratelimit_remaining(resp, "writes", &remaining))
 	{
+		remaining = Max(remaining - b->writes_in_flight, 0);
 		b->writes = remaining;
 		if (remaining <= BUDGET_LOW_WATER)
 			b->writes_until = Max(b->writes_until,
@@ -267,6 +281,16 @@ budget_update(Budget *b, const AsrHttpResponse *resp, bool is_write,
 		asr_shared->throttled_until = Max(asr_shared->throttled_until, until);
 		SpinLockRelease(&asr_shared->mutex);
 	}
+}
+
+/* a request of this kind is no longer in flight */
+static void
+in_flight_done(Budget *b, bool is_write)
+{
+	if (is_write && b->writes_in_flight > 0)
+		b->writes_in_flight--;
+	else if (!is_write && b->reads_in_flight > 0)
+		b->reads_in_flight--;
 }
 
 static AsrHttpResponse *
@@ -439,6 +463,10 @@ start_due(TimestampTz now, TimestampTz *next_wake)
 		MemoryContextSwitchTo(old);
 		call->in_flight = true;
 		call->attempts++;
+		if (call->is_write)
+			b->writes_in_flight++;
+		else
+			b->reads_in_flight++;
 
 		/*
 		 * Spend the budget locally too, so a burst does not overrun it; once
@@ -491,6 +519,7 @@ handle_done(AsrHttpTransfer *t, TimestampTz now)
 	call = (AsrCall *) kind;
 	call->in_flight = false;
 	call->transfer = NULL;
+	in_flight_done(budget_for(call->subscription), call->is_write);
 	budget_update(budget_for(call->subscription), resp, call->is_write, now);
 
 	if (resp->status == 401 && !call->retried_401)
