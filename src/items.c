@@ -45,8 +45,6 @@
 	"i.protection_state, i.protection_state_description, i.active_location, " \
 	"i.replication_health, i.test_failover_state, i.allowed_operations, " \
 	"i.primary_region, i.recovery_region, v.reprotect_options, i.synced_at "
-#define ITEM_COLUMN_ARM_ID 5
-#define ITEM_COLUMN_VAULT 3
 
 /*
  * The text of a jsonb value as the ->> operator gives it: a string as is,
@@ -215,7 +213,8 @@ asr_item_scenario(const AsrItem *item)
 /*
  * Find the item a DBA means by spec: "vm", "vault/vm" or an ARM id, and
  * load it (locked when lock) with the same statement.  Every way of not
- * finding exactly one item is an error saying what exists instead.
+ * finding exactly one item is an error saying what exists instead (the
+ * lists of an ambiguous name are read again, in order, for the message).
  */
 void
 asr_item_resolve(const char *spec, bool lock, AsrItem *item)
@@ -268,7 +267,7 @@ asr_item_resolve(const char *spec, bool lock, AsrItem *item)
 		values[0] = CStringGetTextDatum(vault);
 		values[1] = CStringGetTextDatum(name);
 		asr_spi(psprintf("SELECT " ITEM_COLUMNS "FROM %s i JOIN %s v USING (vault_id) "
-						 "WHERE v.name = $1 AND lower(i.name) = lower($2) ORDER BY i.item_id%s",
+						 "WHERE v.name = $1 AND lower(i.name) = lower($2)%s",
 						 asr_rel("asr_items"), asr_rel("asr_vaults"), lock_clause),
 				2, types, values, NULL, !lock, 0);
 		if (SPI_processed == 0)
@@ -300,17 +299,23 @@ asr_item_resolve(const char *spec, bool lock, AsrItem *item)
 					 errhint("Run asr_sync('%s') if the VM was protected recently.", vault)));
 		}
 		if (SPI_processed > 1)
+		{
+			asr_spi(psprintf("SELECT i.arm_id FROM %s i JOIN %s v USING (vault_id) "
+							 "WHERE v.name = $1 AND lower(i.name) = lower($2) ORDER BY i.item_id",
+							 asr_rel("asr_items"), asr_rel("asr_vaults")),
+					2, types, values, NULL, true, 0);
 			ereport(ERROR,
 					(errcode(ERRCODE_AMBIGUOUS_PARAMETER),
 					 errmsg("item name \"%s\" is ambiguous in vault \"%s\"", name, vault),
-					 errdetail("Items of that name: %s.", join_column(ITEM_COLUMN_ARM_ID, "")),
+					 errdetail("Items of that name: %s.", join_column(1, "")),
 					 errhint("Give the item's ARM id.")));
+		}
 	}
 	else
 	{
 		values[1] = CStringGetTextDatum(spec);
 		asr_spi(psprintf("SELECT " ITEM_COLUMNS "FROM %s i JOIN %s v USING (vault_id) "
-						 "WHERE lower(i.name) = lower($2) ORDER BY v.name, i.item_id%s",
+						 "WHERE lower(i.name) = lower($2)%s",
 						 asr_rel("asr_items"), asr_rel("asr_vaults"), lock_clause),
 				2, types, values, "n ", !lock, 0);
 		if (SPI_processed == 0)
@@ -320,7 +325,13 @@ asr_item_resolve(const char *spec, bool lock, AsrItem *item)
 					 errhint("Run asr_sync() if the VM was protected recently; asr_items lists the known items.")));
 		if (SPI_processed > 1)
 		{
-			char	   *vaults = join_column(ITEM_COLUMN_VAULT, "");
+			char	   *vaults;
+
+			asr_spi(psprintf("SELECT v.name FROM %s i JOIN %s v USING (vault_id) "
+							 "WHERE lower(i.name) = lower($2) ORDER BY v.name, i.item_id",
+							 asr_rel("asr_items"), asr_rel("asr_vaults")),
+					2, types, values, "n ", true, 0);
+			vaults = join_column(1, "");
 
 			ereport(ERROR,
 					(errcode(ERRCODE_AMBIGUOUS_PARAMETER),

@@ -8,7 +8,8 @@
  * schema in pg_extension.  Code reached from the worker (which runs with
  * the database's default search_path) pins search_path to pg_catalog,
  * pg_temp before running SQL, so that operators and functions can only
- * resolve to the system's.
+ * resolve to the system's; the pin also keeps the planner to index scans
+ * (asr_pin_search_path says why).
  *
  * An action function runs a handful of statements per call, and parsing
  * and planning them again each time cost more than running them: the
@@ -35,6 +36,7 @@
 #include "catalog/pg_extension.h"
 #include "commands/extension.h"
 #include "miscadmin.h"
+#include "optimizer/cost.h"
 #include "tcop/utility.h"
 #include "utils/builtins.h"
 #include "utils/fmgroids.h"
@@ -146,26 +148,40 @@ asr_rel(const char *relname)
 }
 
 /*
- * Run the following SQL with search_path = pg_catalog, pg_temp.  Returns
- * the GUC nest level to hand to asr_unpin_search_path(); an error unwinds
- * the setting with the transaction or subtransaction.  Inside the SQL
- * functions (SET search_path = pg_catalog, pg_temp) it is pinned already,
- * and setting it again would only cost a new nest level: 0 says so.
+ * Run the following SQL with search_path = pg_catalog, pg_temp and
+ * enable_seqscan = off.  Returns the GUC nest level to hand to
+ * asr_unpin_search_path(); an error unwinds the settings with the
+ * transaction or subtransaction.
+ *
+ * Every statement asr runs finds rows by key, and each is planned once per
+ * backend (see asr_spi) like the foreign key checks its inserts fire: a
+ * plan made while asr_jobs was empty (a new installation, a VACUUM after
+ * rolled-back calls) would otherwise be a sequential scan that every later
+ * call repeats over a growing table, one statement over 9,000 items took
+ * 2 ms a call instead of 0.2.  Inside the SQL functions (SET search_path)
+ * only enable_seqscan needs setting; with both as wanted, nothing is set
+ * and 0 says so.
  */
 #define ASR_SEARCH_PATH "pg_catalog, pg_temp"
 
 int
 asr_pin_search_path(void)
 {
+	bool		path_pinned = namespace_search_path != NULL &&
+		strcmp(namespace_search_path, ASR_SEARCH_PATH) == 0;
 	int			nestlevel;
 
-	if (namespace_search_path != NULL &&
-		strcmp(namespace_search_path, ASR_SEARCH_PATH) == 0)
+	if (path_pinned && !enable_seqscan)
 		return 0;
 	nestlevel = NewGUCNestLevel();
-	(void) set_config_option("search_path", ASR_SEARCH_PATH,
-							 PGC_USERSET, PGC_S_SESSION,
-							 GUC_ACTION_SAVE, true, 0, false);
+	if (!path_pinned)
+		(void) set_config_option("search_path", ASR_SEARCH_PATH,
+								 PGC_USERSET, PGC_S_SESSION,
+								 GUC_ACTION_SAVE, true, 0, false);
+	if (enable_seqscan)
+		(void) set_config_option("enable_seqscan", "off",
+								 PGC_USERSET, PGC_S_SESSION,
+								 GUC_ACTION_SAVE, true, 0, false);
 	return nestlevel;
 }
 
