@@ -406,7 +406,7 @@ asr_dispatch_collect(void)
 		return GetCurrentTimestamp();
 
 	asr_tx_begin("asr: claiming queued jobs");
-	while (list_length(active) < MAX_ACTIVE_JOBS)
+	while (list_length(active) < MAX_ACTIVE_JOBS && list_length(started) < CLAIM_PER_TURN)
 	{
 		int64		job_id = asr_job_claim_next();
 		JobCtx	   *jc;

@@ -25,6 +25,15 @@
 
 /* How many jobs the worker works on at once (the rest wait in the table). */
 #define MAX_ACTIVE_JOBS 2000
+/*
+ * Claim at most this many queued jobs per turn of the worker loop.  ARM
+ * takes 200 writes at once and 10 a second after that, so claiming a
+ * wave of a thousand at once only delays its first request by the time
+ * it takes to check all thousand; a hundred at a time keeps requests
+ * going out while the rest are claimed (the loop turns every 250 ms while
+ * busy).
+ */
+#define CLAIM_PER_TURN 100
 /* Look this far before a job's request time in Azure's job list. */
 #define RECONCILE_WINDOW_S 600
 /* Tries of a poll before its job records the error and waits. */
