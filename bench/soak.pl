@@ -508,7 +508,23 @@ SKIP:
 			$cfirst->{steady_ctx_used_kb_median}, $clast->{steady_ctx_used_kb_median}));
 }
 
+SKIP:
+{
+	skip 'too few windows to judge the peak', 1 unless @windows >= 2 && $windows[-1]{samples};
+	cmp_ok($windows[-1]{rss_kb_max}, '<=', $windows[0]{rss_kb_max} * 1.5 + 65536,
+		sprintf('worker peak RssAnon does not grow with the jobs handled: %d kB in the first window, %d kB in the last (a restarted worker reloading its jobs)',
+			$windows[0]{rss_kb_max}, $windows[-1]{rss_kb_max}));
+}
+
+# what the server log says about the workers' ends
+my $serverlog = slurp_file($node->logfile);
+my %worker_ends = (
+	out_of_memory => scalar(() = $serverlog =~ /\[\d+\] (?:ERROR|FATAL):  out of memory/g),
+	killed_by_signal => scalar(() = $serverlog =~ /background worker "asr worker" \(PID \d+\) was terminated by signal/g),
+	exited_with_error => scalar(() = $serverlog =~ /background worker "asr worker" \(PID \d+\) exited with exit code [1-9]/g));
+
 my %fig = (
+	worker_ends => \%worker_ends, mem_limit_mb => $ENV{ASR_SOAK_MEM_LIMIT_MB},
 	duration_s => int(time() - $t0), fault_phase_s => $seconds, drain_s => $drain_s,
 	vms => $nvms, seed => $seed,
 	jobs => $queued, states => $states, faults => \%fault_count, fault_answers => \%fault_fired,
