@@ -53,6 +53,7 @@ typedef struct Read
 	AsrItemReadDone done;
 	void	   *arg;
 	TimestampTz asked;
+	bool		gather;			/* may wait HOLD_MS for others */
 	bool		answered;
 } Read;
 
@@ -106,10 +107,12 @@ ensure_context(void)
 /*
  * Ask for Azure's current document of one item.  Nothing is sent before
  * the next asr_item_read_flush(), so that reads asked for in the same turn
- * can share a listing.
+ * can share a listing; a gathering read (the re-read after a job: jobs of
+ * a wave end a page of the job list at a time) may also wait up to
+ * HOLD_MS for reads asked for in the next turns.
  */
 void
-asr_item_read(AsrVault *v, const char *arm_id, MemoryContext cxt,
+asr_item_read(AsrVault *v, const char *arm_id, bool gather, MemoryContext cxt,
 			  AsrItemReadDone done, void *arg)
 {
 	Read	   *r;
@@ -125,6 +128,7 @@ asr_item_read(AsrVault *v, const char *arm_id, MemoryContext cxt,
 	r->done = done;
 	r->arg = arg;
 	r->asked = GetCurrentTimestamp();
+	r->gather = gather;
 	MemoryContextSwitchTo(read_context);
 	queued = lappend(queued, r);
 	MemoryContextSwitchTo(old);
@@ -179,8 +183,8 @@ read_cmp(const void *a, const void *b)
 
 /*
  * Send what was asked for: a vault's reads go out together as a listing
- * once there are enough of them, or one GET each once the oldest has
- * waited HOLD_MS.  Called by the worker loop every turn, before it waits,
+ * when there are enough of them, else one GET each (a gathering read once
+ * it has waited HOLD_MS).  Called by the worker loop every turn, before it waits,
  * outside a transaction.
  */
 void
@@ -214,15 +218,20 @@ asr_item_read_flush(void)
 		list_free(todo);
 		todo = rest;
 
-		if (list_length(mine) < Max(LIST_MIN_READS, pages_for(vault_id)->pages + 1) &&
-			!TimestampDifferenceExceeds(first->asked, now, HOLD_MS))
+		if (list_length(mine) < Max(LIST_MIN_READS, pages_for(vault_id)->pages + 1))
 		{
-			/* wait a little for more reads of this vault */
-			queued = list_concat(queued, mine);
-			list_free(mine);
-			continue;
+			/* too few for a listing: send, or let gathering reads wait */
+			foreach(lc, mine)
+			{
+				Read	   *r = (Read *) lfirst(lc);
+
+				if (r->gather && !TimestampDifferenceExceeds(r->asked, now, HOLD_MS))
+					queued = lappend(queued, r);
+				else
+					get_one(r);
+			}
 		}
-		if (list_length(mine) >= Max(LIST_MIN_READS, pages_for(vault_id)->pages + 1))
+		else
 		{
 			MemoryContext cxt = AllocSetContextCreate(read_context, "asr item listing",
 													  ALLOCSET_DEFAULT_SIZES);
@@ -237,11 +246,6 @@ asr_item_read_flush(void)
 				l->reads[i++] = (Read *) lfirst(lc);
 			qsort(l->reads, l->nreads, sizeof(Read *), read_cmp);
 			list_page(l, NULL);
-		}
-		else
-		{
-			foreach(lc, mine)
-				get_one((Read *) lfirst(lc));
 		}
 		list_free(mine);
 	}

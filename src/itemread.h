@@ -26,8 +26,8 @@
 typedef void (*AsrItemReadDone) (void *arg, Jsonb *doc,
 								 AsrHttpResponse *resp, const char *error);
 
-extern void asr_item_read(AsrVault *v, const char *arm_id, MemoryContext cxt,
-						  AsrItemReadDone done, void *arg);
+extern void asr_item_read(AsrVault *v, const char *arm_id, bool gather,
+						  MemoryContext cxt, AsrItemReadDone done, void *arg);
 extern void asr_item_read_flush(void);
 extern void asr_item_read_note_pages(int vault_id, int pages);
 extern bool asr_item_read_pending(void);

@@ -165,7 +165,7 @@ asr_dx_start_phase(JobCtx *jc)
 	{
 		case PH_CHECK_ITEM:
 			/* queued: a wave of jobs of one vault shares its item listing */
-			asr_item_read(v, jc->job.item_arm_id, jc->cxt, asr_dx_on_item_read, jc);
+			asr_item_read(v, jc->job.item_arm_id, false, jc->cxt, asr_dx_on_item_read, jc);
 			return;
 		case PH_RECONCILE_ITEM:
 			url = asr_arm_url(v->arm_endpoint, jc->job.item_arm_id, NULL);

@@ -150,8 +150,8 @@ asr_sync_item(AsrVault *v, int64 item_id, const char *arm_id,
 	ItemSync   *s = item_sync_new(v, arm_id, cxt, done, arg);
 
 	s->item_id = item_id;
-	/* queued: reads of many items of one vault share its item listing */
-	asr_item_read(v, s->arm_id, s->cxt, on_item, s);
+	/* after a job: jobs of a wave end together and share a listing */
+	asr_item_read(v, s->arm_id, true, s->cxt, on_item, s);
 }
 
 /*
