@@ -430,8 +430,7 @@ asr_dispatch_collect(void)
 		 * timed out: only then does "not in Azure's job list" mean "never
 		 * arrived".
 		 */
-		u.next_poll_at = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
-													 ((int64) asr_http_timeout + 10) * 1000);
+		u.next_poll_at = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), RECONCILE_DELAY_MS());
 		asr_dx_update(job_id, "queued", &u);
 		jc->phase = jc->job.request == NULL ? PH_POST : PH_CHECK_ITEM;
 		{

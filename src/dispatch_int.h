@@ -34,6 +34,15 @@
  * busy).
  */
 #define CLAIM_PER_TURN 100
+/*
+ * ARM gives a resource provider 60 s to answer a proxied request (504
+ * after that), so ASR may still act on a request until then: a request
+ * whose outcome is unknown (timed out, answer lost, worker gone) is
+ * reconciled only once it can no longer land.
+ */
+#define ARM_PROXY_TIMEOUT_S 60
+#define RECONCILE_DELAY_MS() \
+	(((int64) Max(asr_http_timeout, ARM_PROXY_TIMEOUT_S) + 10) * 1000)
 /* Look this far before a job's request time in Azure's job list. */
 #define RECONCILE_WINDOW_S 600
 /* Tries of a poll before its job records the error and waits. */

@@ -182,8 +182,7 @@ asr_dx_start_phase(JobCtx *jc)
 				AsrJobUpdate u = {0};
 
 				u.progress = -1;
-				u.next_poll_at = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
-															 ((int64) asr_http_timeout + 10) * 1000);
+				u.next_poll_at = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), RECONCILE_DELAY_MS());
 				asr_dx_update(jc->job_id, NULL, &u);
 			}
 			url = asr_arm_url(v->arm_endpoint, path, NULL);
@@ -422,19 +421,41 @@ asr_dx_answer_post(JobCtx *jc, AsrHttpResponse *resp)
 		asr_dx_fail_azure(jc, resp, "Azure refused the request");
 		return;
 	}
-	if (cls == ASR_RETRY)
+	if (cls == ASR_RETRY && resp->status != 0 && resp->status != 408 && resp->status != 504)
 	{
-		/* sent, outcome unknown: look for the job Azure may have created */
+		/*
+		 * Sent, and ARM answered an error of its own or of ASR's: whatever
+		 * happened has happened.  Look for the job Azure may have created.
+		 */
 		jc->phase = PH_LIST_JOBS;
 		jc->list_url = NULL;
 		u.progress = -1;
-		u.last_error = resp->status == 0
-			? psprintf("request outcome unknown (%s); reconciling with Azure's job list",
-					   resp->transport_error ? resp->transport_error : "no response")
-			: psprintf("request outcome unknown (HTTP %ld); reconciling with Azure's job list",
-					   resp->status);
+		u.last_error = psprintf("request outcome unknown (HTTP %ld); reconciling with Azure's job list",
+								resp->status);
 		asr_dx_update(jc->job_id, NULL, &u);
 		asr_dx_start_phase(jc);
+		return;
+	}
+	if (cls == ASR_RETRY)
+	{
+		/*
+		 * Sent, and no answer (timeout, connection lost) or a gateway
+		 * timeout: ASR may still act on the request, so look for the job it
+		 * may have created only once the request can no longer land
+		 * (listing at once finds nothing, and the item re-read that follows
+		 * could send the action twice).  The job stays 'submitting' and is
+		 * reconciled at its next due time.
+		 */
+		u.progress = -1;
+		u.next_poll_at = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), RECONCILE_DELAY_MS());
+		u.last_error = resp->status == 0
+			? psprintf("request outcome unknown (%s); reconciling with Azure's job list once it can no longer land (%d s)",
+					   resp->transport_error ? resp->transport_error : "no response",
+					   (int) (RECONCILE_DELAY_MS() / 1000))
+			: psprintf("request outcome unknown (HTTP %ld); reconciling with Azure's job list once it can no longer land (%d s)",
+					   resp->status, (int) (RECONCILE_DELAY_MS() / 1000));
+		asr_dx_update(jc->job_id, NULL, &u);
+		jc->finished = true;
 		return;
 	}
 
@@ -521,8 +542,11 @@ asr_dx_answer_list_jobs(JobCtx *jc, AsrHttpResponse *resp)
 	char	   *perr = NULL;
 	Jsonb	   *doc;
 	JsonbContainer *value;
-	char	   *next;
+	char	   *next = NULL;
+	char	   *ours = NULL;
 	int			i;
+	MemoryContext keep = CurrentMemoryContext;
+	MemoryContext page;
 
 	if (asr_arm_classify(resp) != ASR_OK)
 	{
@@ -530,27 +554,51 @@ asr_dx_answer_list_jobs(JobCtx *jc, AsrHttpResponse *resp)
 				   psprintf("reconciling: Azure's job list answered HTTP %ld", resp->status));
 		return;
 	}
+
+	/*
+	 * A busy vault's job list runs to megabytes a page: read it in a
+	 * context of its own and keep only what is needed (our job's name, the
+	 * next page), not every page until the job leaves the collect.
+	 */
+	page = AllocSetContextCreate(keep, "asr job list page", ALLOCSET_DEFAULT_SIZES);
+	MemoryContextSwitchTo(page);
 	doc = asr_json_parse(resp->body, resp->body_len, &perr);
-	if (doc == NULL)
-	{
-		asr_dx_wait(jc, asr_arm_backoff_ms(3), psprintf("reconciling: %s", perr));
-		return;
-	}
-	value = asr_json_array(&doc->root, "value");
+	value = doc ? asr_json_array(&doc->root, "value") : NULL;
 	for (i = 0; i < asr_json_array_size(value); i++)
 	{
 		JsonbContainer *j = asr_json_array_container(value, i);
 
 		if (j != NULL && job_is_ours(jc, j))
 		{
-			adopt_job(jc, asr_json_string(j, "name"), "in the vault's job list");
-			return;
+			char	   *name = asr_json_string(j, "name");
+
+			ours = MemoryContextStrdup(keep, name ? name : "");
+			break;
 		}
 	}
-	next = asr_json_string(&doc->root, "nextLink");
+	if (doc != NULL && ours == NULL)
+	{
+		next = asr_json_string(&doc->root, "nextLink");
+		if (next != NULL)
+			next = MemoryContextStrdup(jc->cxt, next);
+	}
+	perr = perr ? MemoryContextStrdup(keep, perr) : NULL;
+	MemoryContextSwitchTo(keep);
+	MemoryContextDelete(page);
+
+	if (doc == NULL)
+	{
+		asr_dx_wait(jc, asr_arm_backoff_ms(3), psprintf("reconciling: %s", perr));
+		return;
+	}
+	if (ours != NULL)
+	{
+		adopt_job(jc, ours, "in the vault's job list");
+		return;
+	}
 	if (next != NULL && next[0] != '\0')
 	{
-		jc->list_url = MemoryContextStrdup(jc->cxt, next);
+		jc->list_url = next;
 		asr_dx_start_phase(jc);
 		return;
 	}

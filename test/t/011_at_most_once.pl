@@ -135,6 +135,30 @@ for my $case (@later)
 	emulator_control($emu, 'DELETE', '/faults');
 }
 
+# An answer slower than asr.http_timeout (5 s), and ASR acts on the request
+# when it arrives (9 s): listing the vault's jobs at once finds nothing, and
+# the item does not show the scenario yet, so a worker that reconciled at
+# once would send the action again (or fail it).  It reconciles only once
+# the request can no longer land (ARM's 60 s proxy timeout).
+for (1 .. 60)
+{
+	$node->safe_psql('postgres', "SELECT asr_sync('dr', '60 s')");
+	last if $node->safe_psql('postgres',
+		"SELECT 'TestFailover' = ANY (allowed_operations) FROM asr_items WHERE name = 'app-vm-01'") eq 't';
+	sleep 2;
+}
+my $tfo_before = posts_to('testFailover$');
+emulator_control($emu, 'POST', '/faults', { action => 'delay', delay_ms => 9000, count => 1,
+		match => { method => 'POST', path => 'testFailover$' } });
+my $tfo = $node->safe_psql('postgres', "SELECT asr_test_failover('app-vm-01', 'latest')");
+ok(wait_for_query($node, "SELECT state FROM asr_jobs WHERE job_id = $tfo", 'succeeded', 240),
+	'test failover answered after asr.http_timeout: the job succeeds')
+  or diag($node->safe_psql('postgres', "SELECT state, last_error, error_message FROM asr_jobs WHERE job_id = $tfo"));
+is(posts_to('testFailover$') - $tfo_before, 1, 'test failover answered late: exactly one POST reached Azure');
+like($node->safe_psql('postgres', "SELECT string_agg(detail, ' / ') FROM asr_job_events WHERE job_id = $tfo"),
+	qr/found ASR job .* not sent again/, 'the job was found in Azure, not sent again');
+emulator_control($emu, 'DELETE', '/faults');
+
 is($node->safe_psql('postgres', "SELECT count(*) FROM asr_jobs WHERE state NOT IN ('succeeded')"),
 	'0', 'no job lost or failed');
 $node->stop('fast');
