@@ -54,7 +54,6 @@ typedef struct Read
 	void	   *arg;
 	TimestampTz asked;
 	bool		gather;			/* may wait HOLD_MS for others */
-	bool		answered;
 } Read;
 
 /* One listing of a vault's items standing for many reads. */
@@ -63,6 +62,8 @@ typedef struct Listing
 	MemoryContext cxt;
 	AsrVault   *v;
 	Read	  **reads;			/* sorted by key */
+	char	  **keys;			/* keys[i] = reads[i]->key, copied here */
+	bool	   *answered;		/* answered[i]: reads[i] got its document */
 	int			nreads;
 	int			pages;
 } Listing;
@@ -245,6 +246,14 @@ asr_item_read_flush(void)
 			foreach(lc, mine)
 				l->reads[i++] = (Read *) lfirst(lc);
 			qsort(l->reads, l->nreads, sizeof(Read *), read_cmp);
+			/*
+			 * A read's done callback may free the read (its context is the
+			 * reader's): what the listing needs afterwards lives here.
+			 */
+			l->keys = MemoryContextAlloc(cxt, sizeof(char *) * l->nreads);
+			l->answered = MemoryContextAllocZero(cxt, sizeof(bool) * l->nreads);
+			for (i = 0; i < l->nreads; i++)
+				l->keys[i] = MemoryContextStrdup(cxt, l->reads[i]->key);
 			list_page(l, NULL);
 		}
 		list_free(mine);
@@ -325,7 +334,7 @@ find_first(Listing *l, const char *key)
 	{
 		int			mid = (lo + hi) / 2;
 
-		if (strcmp(l->reads[mid]->key, key) < 0)
+		if (strcmp(l->keys[mid], key) < 0)
 			lo = mid + 1;
 		else
 			hi = mid;
@@ -348,18 +357,18 @@ answer_from_listing(Listing *l, JsonbValue *item)
 	if (id == NULL || asr_json_object(c, "properties") == NULL)
 		return;
 	key = lowercase(id);
-	for (i = find_first(l, key); i < l->nreads && strcmp(l->reads[i]->key, key) == 0; i++)
+	for (i = find_first(l, key); i < l->nreads && strcmp(l->keys[i], key) == 0; i++)
 	{
 		Read	   *r = l->reads[i];
 		MemoryContext old;
 		Jsonb	   *doc;
 
-		if (r->answered)
+		if (l->answered[i])
 			continue;
 		old = MemoryContextSwitchTo(r->cxt);
 		doc = JsonbValueToJsonb(item);
 		MemoryContextSwitchTo(old);
-		r->answered = true;
+		l->answered[i] = true;
 		r->done(r->arg, doc, NULL, NULL);
 	}
 }
@@ -399,7 +408,7 @@ on_list_page(AsrCall *call, AsrHttpResponse *resp, void *arg)
 		if (next != NULL && next[0] != '\0')
 		{
 			for (i = 0; i < l->nreads; i++)
-				if (!l->reads[i]->answered)
+				if (!l->answered[i])
 					break;
 			if (i < l->nreads)
 			{
@@ -413,7 +422,7 @@ on_list_page(AsrCall *call, AsrHttpResponse *resp, void *arg)
 
 	/* what the listing did not answer: one GET each */
 	for (i = 0; i < l->nreads; i++)
-		if (!l->reads[i]->answered)
+		if (!l->answered[i])
 			get_one(l->reads[i]);
 	MemoryContextDelete(l->cxt);
 }

@@ -485,7 +485,13 @@ asr_dx_answer_post(JobCtx *jc, AsrHttpResponse *resp)
 	}
 	if (name == NULL)
 	{
-		/* accepted, but Azure did not say which job: find it */
+		/*
+		 * Accepted, but Azure did not say which job: find it.  'running'
+		 * records that it was accepted: from here on it is looked for,
+		 * never sent again (also by a worker that restarts meanwhile).
+		 */
+		u.state = "running";
+		u.detail = psprintf("Azure accepted the request (HTTP %ld) without naming its job", resp->status);
 		u.progress = -1;
 		u.last_error = psprintf("Azure accepted the request (HTTP %ld) without naming its job%s; "
 								"looking for it in the vault's job list",
@@ -600,6 +606,24 @@ asr_dx_answer_list_jobs(JobCtx *jc, AsrHttpResponse *resp)
 	{
 		jc->list_url = next;
 		asr_dx_start_phase(jc);
+		return;
+	}
+	if (strcmp(jc->job.state, "running") == 0)
+	{
+		/*
+		 * Azure accepted this request without naming its job: it is never
+		 * sent again.  Look again later, until asr.job_timeout says enough.
+		 */
+		TimestampTz deadline = TimestampTzPlusMilliseconds(jc->job.requested_at,
+														   (int64) asr_job_timeout * 1000);
+
+		if (GetCurrentTimestamp() > deadline)
+			asr_dx_fail(jc, "JobNotFound",
+						"Azure accepted the request but its ASR job never appeared in the vault's job list "
+						"before asr.job_timeout; it was not sent again.");
+		else
+			asr_dx_wait(jc, (long) asr_poll_interval * 1000L,
+						"Azure accepted the request without naming its job, which is not in the vault's job list yet; looking again");
 		return;
 	}
 	if (jc->job.request == NULL)
