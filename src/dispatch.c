@@ -406,6 +406,12 @@ asr_dispatch_collect(void)
 		return GetCurrentTimestamp();
 
 	asr_tx_begin("asr: claiming queued jobs");
+	if (!asr_tx_extension_present())
+	{
+		/* dropped since the worker looked: nothing to claim */
+		asr_tx_commit();
+		return TimestampTzPlusMilliseconds(GetCurrentTimestamp(), 1000);
+	}
 	while (list_length(active) < MAX_ACTIVE_JOBS && list_length(started) < CLAIM_PER_TURN)
 	{
 		int64		job_id = asr_job_claim_next();
@@ -445,6 +451,13 @@ asr_dispatch_collect(void)
 
 	/* the 'submitting' marks are committed: now, and only now, send */
 	asr_tx_begin("asr: starting requests");
+	if (!asr_tx_extension_present())
+	{
+		foreach(lc, started)
+			((JobCtx *) lfirst(lc))->finished = true;
+		asr_tx_commit();
+		return TimestampTzPlusMilliseconds(GetCurrentTimestamp(), 1000);
+	}
 	foreach(lc, started)
 		asr_dx_start_phase((JobCtx *) lfirst(lc));
 
@@ -477,7 +490,7 @@ asr_dispatch_collect(void)
 			continue;
 		}
 		else
-			jc->phase = PH_POLL;
+			jc->phase = PH_LIST_JOBS;	/* accepted, its job not known yet */
 		asr_dx_start_phase(jc);
 	}
 	asr_dx_start_polls(polls);

@@ -563,7 +563,7 @@ asr_sync_collect(void)
 		MemoryContext caller = CurrentMemoryContext;
 
 		asr_tx_begin("asr: storing what Azure reported");
-		ids = asr_vault_ids(caller);
+		ids = asr_tx_extension_present() ? asr_vault_ids(caller) : NIL;
 		asr_tx_commit();
 	}
 

@@ -20,8 +20,10 @@
 #include "postgres.h"
 
 #include "access/xact.h"
+#include "catalog/pg_extension.h"
 #include "commands/extension.h"
 #include "pgstat.h"
+#include "storage/lmgr.h"
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
 
@@ -74,7 +76,8 @@ asr_tx_abort(void)
 }
 
 /*
- * Inside a transaction: is the extension still installed?  DROP EXTENSION
+ * Inside a transaction: is the extension still installed (and will it stay
+ * until the transaction ends)?  DROP EXTENSION
  * may come between a request and its answer; the answer then has nowhere
  * to go, and the worker must drop it quietly instead of raising an ERROR
  * for every table it can no longer find.
@@ -82,5 +85,16 @@ asr_tx_abort(void)
 bool
 asr_tx_extension_present(void)
 {
-	return OidIsValid(get_extension_oid(ASR_EXTENSION_NAME, true));
+	Oid			extoid = get_extension_oid(ASR_EXTENSION_NAME, true);
+
+	if (!OidIsValid(extoid))
+		return false;
+
+	/*
+	 * DROP EXTENSION takes this object's lock exclusively: holding it for
+	 * the rest of the transaction, and looking again once it is held, means
+	 * the tables cannot go away under the statements that follow.
+	 */
+	LockDatabaseObject(ExtensionRelationId, extoid, 0, AccessShareLock);
+	return get_extension_oid(ASR_EXTENSION_NAME, true) == extoid;
 }
