@@ -9,6 +9,7 @@ use strict;
 use warnings;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use Time::HiRes qw(usleep);
 use AsrTest;
 
 my $emu = start_emulator(args => ['--time-scale', '600', '--retry-after', '1']);
@@ -49,6 +50,9 @@ sub setup
 # a sync; returns its error text ('' when it worked) and the requests it made
 sub sync
 {
+	# the emulator logs a request once it has answered it: let the answers
+	# of the previous sync reach its log before taking the mark
+	usleep(500_000);
 	my $seq = last_seq();
 	my ($ret, $out, $err) = $node->psql('postgres', "SELECT asr_sync('dr', '60 s')");
 	my $sync_error = $node->safe_psql('postgres', "SELECT coalesce(sync_error, '') FROM asr_vaults WHERE name = 'dr'");
