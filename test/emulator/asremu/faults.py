@@ -9,8 +9,9 @@ Job rules (`job_fail`, `job_stuck`, `job_suspend`) match the next ASR job create
 
 HTTP actions (params):
   delay        delay_ms                       wait, then answer normally
-  status       status, retry_after, body, headers   answer this status instead of executing
-               (429 -> TooManyRequests body, 5xx -> ARM error body by default)
+  status       status, retry_after, body, headers, after   answer this status instead of executing
+               (429 -> TooManyRequests body, 5xx -> ARM error body by default); with after=true
+               the request is executed first (a 500 from ARM after ASR acted)
   drop         after (bool)                   close the connection without an answer; with
                                               after=true the request is executed first (lost 202)
   malformed    body (text, default '{"value": [')   replace the body with invalid JSON

@@ -67,6 +67,7 @@ class RequestLog:
             "body_length": len(body or b""),
             "status": None,
             "faults": [],
+            "executed": None,
         }
 
     def finish(self, entry, status, started):

@@ -126,16 +126,19 @@ class Handler(BaseHTTPRequestHandler):
                 self._drop()
                 return
             forced = next((r for r in rules if r["action"] == "status"), None)
-            if forced:
-                resp = self._forced(forced, req)
-            else:
+            if not forced or forced.get("after"):
                 try:
                     resp = emu.dispatch(req)
+                    # what carrying the request out answered (202: a POST's action ran), whatever the
+                    # client is answered in the end
+                    entry["executed"] = resp.status
                 except Exception:
                     # an emulator bug: say so loudly instead of looking like a dropped connection
                     traceback.print_exc(file=sys.stderr)
                     resp = Response(500, {"error": {"code": "EmulatorInternalError",
                                                     "message": traceback.format_exc().splitlines()[-1]}})
+            if forced:
+                resp = self._forced(forced, req)
             if drop:
                 log("dropped-after")
                 self._drop()
