@@ -94,6 +94,100 @@ class Faults(unittest.TestCase):
         job = self.arm("GET", item["currentScenario"]["jobId"])[2]
         self.assertTrue(job["properties"]["activityId"].startswith("lost-1 "))
 
+    def jobs_of(self, crid):
+        """The vault's jobs whose activityId carries this client request id (how a client reconciles)."""
+        st, _, doc = self.arm("GET", self.emu.vault_path + "/replicationJobs")
+        self.assertEqual(st, 200)
+        return [j for j in doc["value"] if j["properties"]["activityId"].startswith(crid + " ")]
+
+    def post_failover(self, crid):
+        return self.arm("POST", self.app["id"] + "/unplannedFailover", FO, headers={"x-ms-client-request-id": crid})
+
+    def failed_over(self):
+        """Whether the item went through an unplanned failover (its job may be over already)."""
+        return self.arm("GET", self.app["id"])[2]["properties"]["protectionState"].startswith("UnplannedFailover")
+
+    def test_status_after_executes_then_answers(self):
+        rule = self.emu.fault(action="status", status=500, after=True, match={"method": "POST", "path": "unplannedFailover"})
+        st, h, doc = self.post_failover("after-1")
+        self.assertEqual((st, doc["error"]["code"]), (500, "InternalServerError"))
+        self.assertEqual(h["x-ms-client-request-id"], "after-1")
+        self.assertNotIn("azure-asyncoperation", h)
+        # ASR acted all the same: the item is failing over and the vault lists the job
+        self.assertTrue(self.failed_over())
+        self.assertEqual(len(self.jobs_of("after-1")), 1)
+        posts = self.failover_posts()
+        self.assertEqual([(p["status"], p["executed"], p["faults"]) for p in posts], [(500, 202, [rule])])
+
+    def test_status_without_after_does_not_execute(self):
+        rule = self.emu.fault(action="status", status=500, match={"method": "POST", "path": "unplannedFailover"})
+        st, _, doc = self.post_failover("plain-1")
+        self.assertEqual(st, 500)
+        self.assertFalse(self.failed_over())
+        self.assertEqual(self.jobs_of("plain-1"), [])
+        # without a fault the same POST runs: executed is what carrying it out answered
+        self.assertEqual(self.post_failover("plain-2")[0], 202)
+        self.assertEqual(len(self.jobs_of("plain-2")), 1)
+        self.assertEqual([(p["client_request_id"], p["status"], p["executed"], p["faults"]) for p in self.failover_posts()],
+                         [("plain-1", 500, None, [rule]), ("plain-2", 202, 202, [])])
+
+    def test_drop_executed_only_after(self):
+        lost = (http.client.RemoteDisconnected, ConnectionError, http.client.BadStatusLine)
+        self.emu.fault(action="drop", match={"method": "POST", "path": "unplannedFailover"})
+        with self.assertRaises(lost):
+            self.post_failover("drop-1")
+        self.assertEqual(self.jobs_of("drop-1"), [])
+        self.emu.fault(action="drop", after=True, match={"method": "POST", "path": "unplannedFailover"})
+        with self.assertRaises(lost):
+            self.post_failover("drop-2")
+        self.assertEqual(len(self.jobs_of("drop-2")), 1)
+        self.assertEqual([(p["client_request_id"], p["status"], p["executed"]) for p in self.failover_posts()],
+                         [("drop-1", "dropped", None), ("drop-2", "dropped-after", 202)])
+
+    def test_status_and_drop_after_on_one_request(self):
+        # both rules fire on one POST: the forced status (not after) wins over executing it, so the
+        # connection is dropped "after" nothing -- logged dropped-after, but never executed
+        lost = (http.client.RemoteDisconnected, ConnectionError, http.client.BadStatusLine)
+        r1 = self.emu.fault(action="status", status=502, match={"method": "POST", "path": "unplannedFailover"})
+        r2 = self.emu.fault(action="drop", after=True, match={"method": "POST", "path": "unplannedFailover"})
+        with self.assertRaises(lost):
+            self.post_failover("pair-1")
+        self.assertEqual(self.jobs_of("pair-1"), [])
+        self.assertFalse(self.failed_over())
+        # a status rule with after=true plus a drop after: executed, then dropped
+        r3 = self.emu.fault(action="status", status=502, after=True, match={"method": "POST", "path": "unplannedFailover"})
+        r4 = self.emu.fault(action="drop", after=True, match={"method": "POST", "path": "unplannedFailover"})
+        with self.assertRaises(lost):
+            self.post_failover("pair-2")
+        self.assertEqual(len(self.jobs_of("pair-2")), 1)
+        self.assertEqual([(p["client_request_id"], p["status"], p["executed"], sorted(p["faults"]))
+                          for p in self.failover_posts()],
+                         [("pair-1", "dropped-after", None, sorted([r1, r2])),
+                          ("pair-2", "dropped-after", 202, sorted([r3, r4]))])
+
+    def test_sdk_sees_status_after_as_an_error(self):
+        # 502 after ASR acted: Microsoft's SDK raises, yet the vault's job list has the job
+        self.emu.fault(action="status", status=502, after=True, match={"method": "POST", "path": "unplannedFailover"})
+        with self.assertRaises(HttpResponseError) as cm:
+            self.c.replication_protected_items.begin_unplanned_failover(*parts(self.app["id"]), fo_input())
+        self.assertEqual(cm.exception.status_code, 502)
+        posts = self.failover_posts()
+        self.assertEqual([(p["status"], p["executed"]) for p in posts], [(502, 202)])
+        crid = posts[0]["client_request_id"]
+        self.assertTrue(crid)
+        jobs = [j for j in self.c.replication_jobs.list() if j.properties.activity_id.startswith(crid + " ")]
+        self.assertEqual([j.properties.scenario_name for j in jobs], ["UnplannedFailover"])
+        # 500 after: azure-core re-sends a POST answered 500/503/504; ASR refuses the second one (the
+        # item is already failing over), so the caller sees an error although its failover runs --
+        # exactly what a worker must reconcile instead of re-sending
+        self.emu.reset()
+        self.emu.fault(action="status", status=500, after=True, match={"method": "POST", "path": "unplannedFailover"})
+        with self.assertRaises(HttpResponseError) as cm:
+            self.c.replication_protected_items.begin_unplanned_failover(*parts(self.app["id"]), fo_input())
+        self.assertEqual(cm.exception.status_code, 400)
+        self.assertEqual([(p["status"], p["executed"]) for p in self.failover_posts()], [(500, 202), (400, 400)])
+        self.assertTrue(self.failed_over())
+
     def test_malformed_truncated_huge_slow(self):
         self.emu.fault(action="malformed", match={"path": ITEMS})
         st, h, body = self.emu.https("GET", self.list_path() + "?api-version=x", headers={"Authorization": "Bearer " + self.tok})
