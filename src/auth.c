@@ -91,7 +91,10 @@ struct AsrTokenState
 	bool		in_flight;
 	TimestampTz sent_at;
 	TimestampTz next_attempt;
-	int			failures;
+	TimestampTz next_attempt_tokenless; /* the same, had we no token */
+	int			failures;		/* permanent ones since the last token */
+	int			transient_failures; /* transient ones since the last token */
+	bool		transient;		/* the last failure was transient */
 
 	char	   *last_error;
 	char	   *last_error_code;
@@ -105,7 +108,8 @@ static void state_reset_callback(void *arg);
 static char *concat_n(MemoryContext cxt, int n,...);
 static void set_error(AsrTokenState *st, const char *code, const char *fmt,...)
 			pg_attribute_printf(3, 4);
-static void fail(AsrTokenState *st, TimestampTz now, long retry_after_s);
+static void fail(AsrTokenState *st, TimestampTz now, long retry_after_s,
+				 bool transient);
 static bool build_assertion(AsrTokenState *st, TimestampTz now);
 static void wipe_request_callback(void *arg);
 
@@ -225,8 +229,9 @@ state_setup(AsrTokenState *st, const AsrCredential *cred)
 	st->expires_at = st->refresh_at = 0;
 	st->in_flight = false;
 	st->sent_at = 0;
-	st->next_attempt = 0;
-	st->failures = 0;
+	st->next_attempt = st->next_attempt_tokenless = 0;
+	st->failures = st->transient_failures = 0;
+	st->transient = false;
 	st->last_error = st->last_error_code = NULL;
 
 	st->cb.func = state_reset_callback;
@@ -333,6 +338,12 @@ asr_auth_last_error_code(AsrTokenState *st)
 	return st->last_error_code;
 }
 
+bool
+asr_auth_failure_transient(AsrTokenState *st)
+{
+	return st->last_error != NULL && st->transient;
+}
+
 TimestampTz
 asr_auth_expires_at(AsrTokenState *st)
 {
@@ -341,7 +352,9 @@ asr_auth_expires_at(AsrTokenState *st)
 
 /*
  * ARM said 401.  Drop the token that was used unless a newer one already
- * replaced it; the back-off after a failed refresh still applies.
+ * replaced it; the back-off after a failed refresh still applies, but as
+ * for a state without a token: after an outage the next attempt no longer
+ * waits 30 s for the sake of a token we do not have any more.
  */
 bool
 asr_auth_invalidate(AsrTokenState *st, uint64 gen)
@@ -350,14 +363,15 @@ asr_auth_invalidate(AsrTokenState *st, uint64 gen)
 	{
 		asr_wipe_free(&st->token);
 		st->expires_at = st->refresh_at = 0;
+		st->next_attempt = Min(st->next_attempt, st->next_attempt_tokenless);
 	}
 	return true;
 }
 
 /*
  * A request that will never be answered (the transfer was dropped, or it
- * went stale) counts as a failed attempt, so the back-off applies and the
- * DBA sees why no token came.
+ * went stale) counts as a failed attempt, a transient one like a dropped
+ * connection, so the back-off applies and the DBA sees why no token came.
  */
 void
 asr_auth_abandon_request(AsrTokenState *st, TimestampTz now, const char *why)
@@ -368,7 +382,7 @@ asr_auth_abandon_request(AsrTokenState *st, TimestampTz now, const char *why)
 	set_error(st, "token_request_lost",
 			  "could not obtain a token for server \"%s\": %s",
 			  st->cred->server_name, why);
-	fail(st, now, 0);
+	fail(st, now, 0, true);
 }
 
 /*
@@ -393,7 +407,7 @@ asr_auth_build_request(AsrTokenState *st, TimestampTz now, MemoryContext cxt)
 	{
 		if (!build_assertion(st, now))
 		{
-			fail(st, now, 0);
+			fail(st, now, 0, false);
 			return NULL;
 		}
 	}
@@ -418,7 +432,7 @@ asr_auth_build_request(AsrTokenState *st, TimestampTz now, MemoryContext cxt)
 		set_error(st, "out_of_memory",
 				  "could not build the token request for server \"%s\": out of memory",
 				  c->server_name);
-		fail(st, now, 0);
+		fail(st, now, 0, false);
 		return NULL;
 	}
 
@@ -551,10 +565,10 @@ asr_auth_handle_response(AsrTokenState *st, const AsrHttpResponse *resp,
 		{
 			/* a refused assertion is not offered again */
 			asr_wipe_free(&st->assertion);
-			fail(st, now, answer.retry_after_s);
+			fail(st, now, answer.retry_after_s, answer.transient);
 		}
 		else
-			fail(st, now, 0);
+			fail(st, now, 0, answer.transient);
 		return;
 	}
 
@@ -570,8 +584,9 @@ asr_auth_handle_response(AsrTokenState *st, const AsrHttpResponse *resp,
 		st->refresh_at = Min(st->refresh_at,
 							 st->sent_at + (TimestampTz) answer.refresh_in_s * USECS_PER_SEC);
 	st->generation++;
-	st->failures = 0;
-	st->next_attempt = 0;
+	st->failures = st->transient_failures = 0;
+	st->transient = false;
+	st->next_attempt = st->next_attempt_tokenless = 0;
 	if (st->last_error)
 		pfree(st->last_error);
 	if (st->last_error_code)
@@ -634,22 +649,48 @@ set_error(AsrTokenState *st, const char *code, const char *fmt,...)
 }
 
 /*
- * A failed attempt: the next one waits 30 s, doubling up to 5 min, or as
- * long as Retry-After asks (at most an hour).  A token that is still
- * valid stays usable.
+ * A failed attempt: when to try again (the policy in auth.h).  A
+ * transient failure (an outage, throttling) is tried again after 1 s,
+ * doubling up to 30 s, as MSAL and azure-identity do, so that a worker
+ * started during a short Entra ID or IMDS outage has its token seconds
+ * after the endpoint is back rather than minutes; while a token that
+ * stays usable for the next 30 s is in hand there is no hurry, and the
+ * attempts stay 30 s apart (arm-client.md §4.6).  A permanent failure
+ * needs the DBA: 30 s, doubling up to 5 min, so that a wrong secret does
+ * not hammer Entra ID.  Retry-After wins when longer (at most an hour).
+ * A token that is still valid stays usable.
  */
 static void
-fail(AsrTokenState *st, TimestampTz now, long retry_after_s)
+fail(AsrTokenState *st, TimestampTz now, long retry_after_s, bool transient)
 {
-	long		delay = ASR_AUTH_RETRY_MIN_S;
+	long		delay;
+	long		max;
+	int			n;
 	int			i;
 
-	for (i = 0; i < st->failures && delay < ASR_AUTH_RETRY_MAX_S; i++)
+	if (transient)
+	{
+		delay = ASR_AUTH_TRANSIENT_MIN_S;
+		max = ASR_AUTH_TRANSIENT_MAX_S;
+		n = st->transient_failures++;
+	}
+	else
+	{
+		delay = ASR_AUTH_RETRY_MIN_S;
+		max = ASR_AUTH_RETRY_MAX_S;
+		n = st->failures++;
+	}
+	for (i = 0; i < n && delay < max; i++)
 		delay *= 2;
-	delay = Min(delay, ASR_AUTH_RETRY_MAX_S);
+	delay = Min(delay, max);
 	if (retry_after_s > delay)
-		delay = Min(retry_after_s, 3600);
-	st->failures++;
+		delay = Min(retry_after_s, ASR_AUTH_RETRY_AFTER_MAX_S);
+	st->transient = transient;
+	st->next_attempt_tokenless = now + (TimestampTz) delay * USECS_PER_SEC;
+
+	if (transient && delay < ASR_AUTH_RETRY_MIN_S &&
+		asr_auth_token_usable(st, now + (TimestampTz) ASR_AUTH_RETRY_MIN_S * USECS_PER_SEC))
+		delay = ASR_AUTH_RETRY_MIN_S;
 	st->next_attempt = now + (TimestampTz) delay * USECS_PER_SEC;
 }
 

@@ -19,11 +19,22 @@
  *		on a 401 from ARM: asr_auth_invalidate(st, generation used); resend
  *			the request once, with the next token.
  *
- * Policy (arm-client.md §4.6): a token is refreshed 5 minutes before it
- * expires (half its lifetime for short-lived tokens); while a refresh
- * fails, a still-valid token keeps being used and the next attempt waits
- * at least 30 s (doubling up to 5 min, or longer when Retry-After says
- * so); at most one token request per credential is in flight.
+ * Policy (arm-client.md §3, §4.5, §4.6): a token is refreshed 5 minutes
+ * before it expires (half its lifetime for short-lived tokens); at most
+ * one token request per credential is in flight.  After a failure the
+ * next attempt waits, depending on what failed:
+ *	- transient (no answer, a timeout or a dropped connection; HTTP 408,
+ *	  429, 5xx; IMDS 404/410 while it is updated; Entra's
+ *	  temporarily_unavailable): 1 s, doubling up to 30 s, as MSAL and
+ *	  azure-identity retry an outage -- but at least 30 s while a token
+ *	  that stays valid that long is still in use;
+ *	- permanent (a refusal the DBA has to fix: invalid_client, a wrong or
+ *	  expired secret, a refused assertion, an unusable certificate...):
+ *	  30 s, doubling up to 5 min, so that a wrong secret does not hammer
+ *	  Entra ID;
+ * each kind doubling over its own failures since the last token, and
+ * longer when Retry-After says so (at most an hour).  A still-valid
+ * token keeps being used while a refresh fails.
  *
  * Secrets, keys, assertions and tokens live only in the auth memory
  * context (a child of TopMemoryContext) and in request bodies handed to
@@ -59,8 +70,11 @@ typedef struct AsrCloud
 #define ASR_IMDS_API_VERSION "2018-02-01"
 
 #define ASR_AUTH_REFRESH_MARGIN_S	300 /* refresh 5 min before expiry */
-#define ASR_AUTH_RETRY_MIN_S		30	/* back-off after a failed refresh */
+#define ASR_AUTH_RETRY_MIN_S		30	/* back-off after a permanent failure */
 #define ASR_AUTH_RETRY_MAX_S		300
+#define ASR_AUTH_TRANSIENT_MIN_S	1	/* back-off after a transient one */
+#define ASR_AUTH_TRANSIENT_MAX_S	30
+#define ASR_AUTH_RETRY_AFTER_MAX_S	3600	/* longest Retry-After obeyed */
 #define ASR_AUTH_ASSERTION_LIFE_S	600 /* exp - iat of a client assertion */
 #define ASR_AUTH_ASSERTION_MARGIN_S 60	/* rebuild 60 s before its exp */
 #define ASR_AUTH_EXPIRY_SKEW_S		5	/* a token this close to expiry is
@@ -145,6 +159,14 @@ extern bool asr_auth_invalidate(AsrTokenState *st, uint64 gen);
  */
 extern const char *asr_auth_last_error(AsrTokenState *st);
 extern const char *asr_auth_last_error_code(AsrTokenState *st);
+
+/*
+ * true when the last failure was transient (an outage or throttling, see
+ * the policy above): the next attempt comes soon, so a caller may keep a
+ * request waiting for the token instead of failing it.  false after a
+ * success or a permanent failure.
+ */
+extern bool asr_auth_failure_transient(AsrTokenState *st);
 
 /* token expiry, 0 when none: for status displays */
 extern TimestampTz asr_auth_expires_at(AsrTokenState *st);

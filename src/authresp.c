@@ -9,7 +9,8 @@
  * DBA can act on: who refused (Entra or IMDS, and its host), the HTTP
  * status and OAuth error, the first line of Entra's description with its
  * AADSTS code, trace and correlation ids for a support case, and advice
- * for the well-known codes.  Numbers are bounded before any timestamp
+ * for the well-known codes -- and whether the failure is transient (an
+ * outage or throttling: ask again soon) or needs the DBA.  Numbers are bounded before any timestamp
  * arithmetic: the body is text from the network.
  *
  * JSON is read with PostgreSQL's own JSON parser (common/jsonapi.h, the
@@ -67,6 +68,8 @@ typedef struct TokenFields
 } TokenFields;
 
 static char *host_of(const char *url);
+static bool transient_failure(const AsrCredential *c, long status,
+							  const char *oauth_error);
 
 /*
  * Parser callbacks: objects and arrays only move the depth, since the
@@ -310,6 +313,7 @@ asr_token_answer_read(const AsrCredential *c, const AsrHttpResponse *resp,
 	if (resp->status == 0)
 	{
 		answer->outcome = ASR_TOKEN_UNANSWERED;
+		answer->transient = true;
 		answer->error_code = pstrdup(imds ? "imds_unavailable" : "login_unreachable");
 		answer->error = psprintf("could not obtain a token for server \"%s\": %s (%s) did not answer: %s",
 								 c->server_name, who, host,
@@ -361,6 +365,8 @@ asr_token_answer_read(const AsrCredential *c, const AsrHttpResponse *resp,
 	}
 
 	answer->outcome = ASR_TOKEN_REFUSED;
+	answer->transient = transient_failure(c, resp->status,
+										  parsed ? tf.error : NULL);
 	if (!parsed)
 	{
 		answer->error_code = psprintf("http_%ld", resp->status);
@@ -408,6 +414,32 @@ asr_token_answer_read(const AsrCredential *c, const AsrHttpResponse *resp,
 		answer->error = msg.data;
 	}
 	tf_wipe(&tf);
+}
+
+/*
+ * Whether a refusal is worth asking again soon (arm-client.md §3, §4.5):
+ * what MSAL and azure-identity retry by themselves.  For Entra ID that is
+ * 408, 429 and the 5xx codes of the SDK's retry policy (not 501 or 505,
+ * which no retry changes); for IMDS also 404 and 410 (it is being
+ * updated) and every 5xx, as its own retry policy has it; for both, an
+ * answer whose OAuth error says the failure is temporary
+ * (temporarily_unavailable, server_error), whatever its status.  Anything
+ * else -- invalid_client, a wrong or expired secret, an unknown tenant or
+ * application, a refused assertion, no identity on the VM -- needs the
+ * DBA, and asking again soon would only hammer the endpoint.
+ */
+static bool
+transient_failure(const AsrCredential *c, long status, const char *oauth_error)
+{
+	if (status >= 400 && oauth_error &&
+		(strcmp(oauth_error, "temporarily_unavailable") == 0 ||
+		 strcmp(oauth_error, "server_error") == 0))
+		return true;
+	if (status == 408 || status == 429)
+		return true;
+	if (c->auth == ASR_AUTH_MANAGED_IDENTITY)
+		return status == 404 || status == 410 || (status >= 500 && status <= 599);
+	return status >= 500 && status <= 599 && status != 501 && status != 505;
 }
 
 /*

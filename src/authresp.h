@@ -41,6 +41,9 @@ typedef struct AsrTokenAnswer
 	int64		refresh_in_s;	/* the endpoint's refresh_in, 0 when none */
 
 	/* every other outcome */
+	bool		transient;		/* worth trying again soon: no answer, 408,
+								 * 429, 5xx, IMDS updating, or Entra's
+								 * temporarily_unavailable / server_error */
 	long		retry_after_s;	/* Retry-After, 0 when none */
 	char	   *error_code;		/* AADSTS code, OAuth error, or asr code */
 	char	   *error;			/* the message, NOT yet redacted: the caller

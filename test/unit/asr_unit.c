@@ -34,13 +34,13 @@
 #include "fdw.h"
 #include "http.h"
 
+#include "asr_unit.h"
+
 PG_MODULE_MAGIC;
 
 PG_FUNCTION_INFO_V1(asr_unit_run);
 PG_FUNCTION_INFO_V1(asr_unit_assertion);
 PG_FUNCTION_INFO_V1(asr_unit_lookup);
-
-#define SEC(n) ((TimestampTz) (n) * USECS_PER_SEC)
 
 static Tuplestorestate *results;
 static TupleDesc results_desc;
@@ -62,7 +62,7 @@ asr_http_header(const AsrHttpResponse *resp, const char *name)
 	return NULL;
 }
 
-static void
+void
 check(const char *name, bool ok, const char *detail)
 {
 	Datum		values[3];
@@ -98,7 +98,7 @@ read_file(const char *path, size_t *len)
 }
 
 /* a credential as fdw.c would return it, with a fresh identity */
-static AsrCredential *
+AsrCredential *
 make_cred(AsrAuthMode auth)
 {
 	AsrCredential *c = palloc0(sizeof(AsrCredential));
@@ -123,7 +123,7 @@ make_cred(AsrAuthMode auth)
 	return c;
 }
 
-static AsrHttpResponse *
+AsrHttpResponse *
 make_resp(long status, const char *body, const char *retry_after)
 {
 	AsrHttpResponse *r = palloc0(sizeof(AsrHttpResponse));
@@ -142,7 +142,7 @@ make_resp(long status, const char *body, const char *retry_after)
 	return r;
 }
 
-static bool
+bool
 contains(const char *hay, const char *needle)
 {
 	return hay != NULL && strstr(hay, needle) != NULL;
@@ -295,7 +295,7 @@ test_client_secret(void)
 		  asr_auth_needs_refresh(st, now + SEC(30)) &&
 		  asr_auth_next_attempt(st) == now + SEC(30), NULL);
 
-	/* second failure: 60 s */
+	/* an outage while the token stays valid: transient, but no hurry */
 	now += SEC(30);
 	cxt = AllocSetContextCreate(CurrentMemoryContext, "unit request", ALLOCSET_SMALL_SIZES);
 	req = asr_auth_build_request(st, now, cxt);
@@ -304,7 +304,8 @@ test_client_secret(void)
 	err = asr_auth_last_error(st);
 	check("secret: non-JSON answer reported without its body",
 		  contains(err, "HTTP 503") && contains(err, "not JSON") && !contains(err, "html"), err);
-	check("secret: back-off doubles", asr_auth_next_attempt(st) == now + SEC(60), NULL);
+	check("secret: a 503 while the token stays valid is transient and waits 30 s",
+		  asr_auth_failure_transient(st) && asr_auth_next_attempt(st) == now + SEC(30), NULL);
 
 	/* Retry-After longer than the back-off wins */
 	now += SEC(60);
@@ -435,13 +436,14 @@ test_managed_identity(void)
 		long		status;
 		const char *body;
 		const char *expect;
+		bool		transient;	/* tried again within 30 s */
 	}			errors[] = {
-		{400, "{\"error\":\"invalid_request\",\"error_description\":\"Identity not found\"}", "Assign a managed identity"},
-		{404, "{\"error\":\"not_found\",\"error_description\":\"IMDS is updating\"}", "being updated"},
-		{429, "{\"error\":\"too_many_requests\",\"error_description\":\"Too many requests\"}", "throttling"},
-		{500, "{\"error\":\"unknown\",\"error_description\":\"Internal error\"}", "failed; asr tries again"},
+		{400, "{\"error\":\"invalid_request\",\"error_description\":\"Identity not found\"}", "Assign a managed identity", false},
+		{404, "{\"error\":\"not_found\",\"error_description\":\"IMDS is updating\"}", "being updated", true},
+		{429, "{\"error\":\"too_many_requests\",\"error_description\":\"Too many requests\"}", "throttling", true},
+		{500, "{\"error\":\"unknown\",\"error_description\":\"Internal error\"}", "failed; asr tries again", true},
 		{400, "{\"error\":\"invalid_resource\",\"error_description\":\"AADSTS500011: The resource principal named "
-			"https://management.core.usgovcloudapi.net/ was not found in the tenant.\"}", "check cloud and arm_scope"},
+			"https://management.core.usgovcloudapi.net/ was not found in the tenant.\"}", "check cloud and arm_scope", false},
 	};
 	int			i;
 
@@ -472,7 +474,9 @@ test_managed_identity(void)
 		check(psprintf("imds: HTTP %ld explained (%s)", errors[i].status, errors[i].expect),
 			  contains(asr_auth_last_error(st), errors[i].expect) &&
 			  contains(asr_auth_last_error(st), "managed identity endpoint") &&
-			  asr_auth_next_attempt(st) >= now + SEC(30),
+			  asr_auth_failure_transient(st) == errors[i].transient &&
+			  (errors[i].transient ? asr_auth_next_attempt(st) < now + SEC(30) :
+			   asr_auth_next_attempt(st) >= now + SEC(30)),
 			  asr_auth_last_error(st));
 	}
 
@@ -594,6 +598,7 @@ asr_unit_run(PG_FUNCTION_ARGS)
 	test_client_secret();
 	test_managed_identity();
 	test_certificates(dir);
+	test_backoff();
 	asr_auth_forget_all();
 
 	return (Datum) 0;
