@@ -54,6 +54,7 @@ extern char *asr_item_scenario(const AsrItem *item);
 /* sync writes (the worker) */
 extern int64 asr_item_upsert(int32 vault_id, Jsonb *document);
 extern int	asr_recovery_points_replace(int64 item_id, Jsonb *points);
+extern int	asr_recovery_points_store(int64 item_id, Jsonb *points, int *skipped);
 extern int	asr_items_forget_unseen(int32 vault_id, TimestampTz sync_started);
 extern void asr_vault_sync_result(int32 vault_id, const char *error);
 
