@@ -136,21 +136,23 @@ CREATE INDEX asr_items_vault_idx ON @extschema@.asr_items (vault_id);
 COMMENT ON TABLE @extschema@.asr_items IS
     'Replicated VMs (Azure replication protected items) as the worker last read them; the state every action is validated against.';
 COMMENT ON COLUMN @extschema@.asr_items.name IS
-    'The VM''s name (Azure friendlyName); the "item" argument of the action functions.';
+    'The VM''s name (Azure friendlyName; Azure''s item name, then the last segment of arm_id, when Azure sends none); the "item" argument of the action functions.';
 COMMENT ON COLUMN @extschema@.asr_items.arm_id IS
     'ARM id of the replication protected item, as Azure spells it; compared case-insensitively. Changes after a reprotect (the item moves to the other region''s fabric and container).';
 COMMENT ON COLUMN @extschema@.asr_items.protection_state IS
-    'Azure''s protectionState (Protected, UnplannedFailoverCommitPendingStatesBegin, UnplannedFailoverCommitted, InitialReplicationInProgress, ...): a free string, unknown values are kept.';
+    'Azure''s protectionState (Protected, UnplannedFailoverCommitPendingStatesBegin, UnplannedFailoverCommitted, InitialReplicationInProgress, ...): a free string, unknown values are kept; Unknown when Azure sent none (or no string).';
 COMMENT ON COLUMN @extschema@.asr_items.active_location IS
     'Primary or Recovery: where the VM runs, relative to this item''s primary_region and recovery_region.';
 COMMENT ON COLUMN @extschema@.asr_items.test_failover_state IS
     'Azure''s testFailoverState: None, WaitingForCompletion (a test VM waits for cleanup), MarkedForDeletion.';
 COMMENT ON COLUMN @extschema@.asr_items.allowed_operations IS
-    'Azure''s allowedOperations exactly as reported (UnplannedFailover, TestFailover, Commit, ChangePit, SwitchProtection, ...): the gate of every action.';
+    'Azure''s allowedOperations as reported (UnplannedFailover, TestFailover, Commit, ChangePit, SwitchProtection, ...; an entry that is no string is left out): the gate of every action.';
 COMMENT ON COLUMN @extschema@.asr_items.primary_region IS
     'Azure region the item replicates from (primaryFabricLocation); swaps with recovery_region after a reprotect.';
 COMMENT ON COLUMN @extschema@.asr_items.rpo_seconds IS
-    'Azure''s last computed RPO; meaningful only while protection_state is Protected.';
+    'Azure''s last computed RPO (rpoInSeconds, a fraction rounded to the nearest second); meaningful only while protection_state is Protected. NULL when Azure sent none, or a value that is not a number >= 0 within integer range (properties keeps what Azure sent).';
+COMMENT ON COLUMN @extschema@.asr_items.last_failover_at IS
+    'Azure''s lastSuccessfulFailoverTime; NULL when Azure sent none, no ISO 8601 time, or its "never" (0001-01-01T00:00:00).';
 COMMENT ON COLUMN @extschema@.asr_items.properties IS
     'The item''s "properties" document as Azure last returned it (A2A replication details, managed disks, ...).';
 
@@ -174,7 +176,7 @@ CREATE TABLE @extschema@.asr_recovery_points (
 CREATE INDEX asr_recovery_points_time_idx
     ON @extschema@.asr_recovery_points (item_id, point_time DESC);
 COMMENT ON TABLE @extschema@.asr_recovery_points IS
-    'Recovery points of each item as last listed by Azure; Azure deletes them all when a failover is committed.';
+    'Recovery points of each item as last listed by Azure; Azure deletes them all when a failover is committed. A listed point without a name, an ARM id or a valid recoveryPointTime cannot be chosen and is not stored.';
 COMMENT ON COLUMN @extschema@.asr_recovery_points.name IS
     'The point''s name in Azure (a GUID); accepted as the "point" argument.';
 COMMENT ON COLUMN @extschema@.asr_recovery_points.point_type IS
