@@ -5,7 +5,8 @@
 # failover -> cleanup -> test failover ... for ASR_SOAK_SECONDS (default
 # 3600) while a fault injector, every few seconds, picks one of: a 429
 # storm, 5xx answers, dropped connections (before and after the request
-# ran: the lost 202), slow bodies, slow answers, kill -9 of the worker, an
+# ran: the lost 202), a 5xx answered after an action POST ran (ASR acted,
+# ARM said 500), slow bodies, slow answers, kill -9 of the worker, an
 # immediate restart of PostgreSQL.  Then the faults stop and the checks:
 # every job is terminal or visibly running with a next poll time, no
 # action was accepted twice by the emulator (request log, by client
@@ -117,11 +118,16 @@ sub read_context_totals
 	return;
 }
 
+my $action_path = '(testFailover|testFailoverCleanup)$';
 my @faults = (
 	[ '429 storm', sub { { action => 'status', status => 429, retry_after => 1, count => 20 + int(rand(40)) } } ],
 	[ '5xx', sub { { action => 'status', status => (500, 502, 503, 504)[int(rand(4))], count => 5 + int(rand(20)) } } ],
 	[ 'drop', sub { { action => 'drop', count => 1 + int(rand(5)) } } ],
 	[ 'drop after (lost answer)', sub { { action => 'drop', after => JSON::PP::true, count => 1 + int(rand(3)) } } ],
+	# ARM answers 500/502 although ASR acted: the worker must reconcile
+	# (find the job in the vault's list), never send the action again
+	[ '5xx after (action ran)', sub { { action => 'status', status => (500, 502)[int(rand(2))], after => JSON::PP::true,
+		count => 1 + int(rand(5)), match => { listener => 'arm', method => 'POST', path => $action_path } } } ],
 	[ 'slow body', sub { { action => 'slow_body', chunk_bytes => 64, chunk_delay_ms => 100 + int(rand(400)), count => 3 } } ],
 	[ 'slow answer', sub { { action => 'delay', delay_ms => 1000 + int(rand(6000)), count => 3 } } ],
 	[ 'kill -9 worker', undef ],
@@ -130,7 +136,8 @@ my @faults = (
 my %fault_count;
 my %fault_fired;	# kind -> answers the rules changed
 my @live_faults;	# [rule id, expires at, kind, count]
-my %status_fault;	# ids of the fault rules that force a status
+my %status_fault;	# ids of the fault rules that force a status before executing
+my $mild = grep { defined $_->[1] } @faults;	# the faults that are rules
 
 # Remove the fault rules whose time is up (all with $all), counting how
 # many answers each changed.
@@ -250,7 +257,7 @@ while (time() - $t0 < $seconds)
 	{
 		my ($name, $make) = @{ $faults[ int(rand(@faults)) ] };
 		# drastic ones rarely
-		($name, $make) = @{ $faults[ int(rand(6)) ] }
+		($name, $make) = @{ $faults[ int(rand($mild)) ] }
 		  if !$make && rand() < 0.6;
 		$fault_count{$name}++;
 		if ($make)
@@ -261,7 +268,7 @@ while (time() - $t0 < $seconds)
 				{ listener => 'arm', method => 'POST' },
 				{ listener => 'arm' },
 				{ listener => 'login' });
-			$rule->{match} = $m[ int(rand(@m)) ];
+			$rule->{match} //= $m[ int(rand(@m)) ];
 			my $added = eval { emulator_control($emu, 'POST', '/faults', $rule) };
 			# a storm lasts a while, like Azure's: the rule goes after
 			# 3-15 s even if its count is not used up (a count alone on
@@ -270,8 +277,9 @@ while (time() - $t0 < $seconds)
 			push @live_faults, [ $added->{id}, time() + 3 + rand(12), $name, $rule->{count} ]
 			  if $added && defined $added->{id};
 			# a forced status answers instead of running the request
+			# (unless after: then it runs first)
 			$status_fault{ $added->{id} } = 1
-			  if $added && defined $added->{id} && ($rule->{action} // '') eq 'status';
+			  if $added && defined $added->{id} && ($rule->{action} // '') eq 'status' && !$rule->{after};
 		}
 		elsif ($name eq 'kill -9 worker')
 		{
@@ -345,19 +353,41 @@ is(q1(q{SELECT count(*) FROM asr_jobs
 	'0', 'every job is terminal or running with a next poll time');
 ok($settled, "every job reached a terminal state once the faults stopped (in ${drain_s}s)");
 
-# no action accepted twice: accepted POSTs per client request id
+# no action accepted twice: accepted POSTs per client request id.  A POST
+# was accepted when carrying it out answered 2xx (the log's "executed"),
+# whatever the client was answered (a 202 dropped, a 500 after ASR acted).
+# An emulator without "executed": answered 200/202, or dropped after
+# running, unless a forced status also fired (then it never ran).
 my %accepted;
-for my $r (@{ emulator_requests($emu, method => 'POST',
-			path => '(testFailover|testFailoverCleanup)$') })
+my @resent;	# client request ids POSTed again after an accepted POST
+my $post_log = emulator_requests($emu, method => 'POST', path => $action_path);
+for my $r (sort { $a->{seq} <=> $b->{seq} } @$post_log)
 {
-	next unless ($r->{status} // '') =~ /^(200|202|dropped-after)$/;
-	# dropped after a forced status (two rules matched): the action never ran
-	next if ($r->{status} // '') eq 'dropped-after'
-	  && grep { $status_fault{$_} } @{ $r->{faults} // [] };
-	$accepted{ $r->{client_request_id} // '' }++;
+	my $crid = $r->{client_request_id} // '';
+	push @resent, $crid if $accepted{$crid};
+	my $ran;
+	if (exists $r->{executed})
+	{
+		$ran = ($r->{executed} // '') =~ /^(200|201|202)$/;
+	}
+	else
+	{
+		$ran = ($r->{status} // '') =~ /^(200|202|dropped-after)$/
+		  && !(($r->{status} // '') eq 'dropped-after'
+			&& grep { $status_fault{$_} } @{ $r->{faults} // [] });
+	}
+	$accepted{$crid}++ if $ran;
 }
 my @dups = grep { $accepted{$_} > 1 } keys %accepted;
 is(scalar @dups, 0, 'no action POST was accepted twice') or diag("duplicates: @dups");
+# a re-sent action is refused by ASR once the first one ran (400: not
+# allowed in the item's state), so it is never accepted twice: the
+# worker must have reconciled and found the job instead of sending again
+my %resent = map { $_ => 1 } @resent;
+is(scalar keys %resent, 0, 'no action POST was sent again after Azure had accepted it')
+  or diag('re-sent: ' . join(' ', grep { defined } (sort keys %resent)[ 0 .. 4 ]));
+my $accepted_after_5xx = grep { ($_->{executed} // '') =~ /^20[012]$/ && ($_->{status} // '') =~ /^5\d\d$/ } @$post_log;
+diag("action POSTs answered 5xx after ASR acted: $accepted_after_5xx");
 my %job_crid = map { split /\|/ } split /\n/,
   (q1(q{SELECT client_request_id, job_id FROM asr_jobs WHERE state = 'succeeded'}) // '');
 my @unsent = grep { !$accepted{$_} } keys %job_crid;
@@ -537,7 +567,8 @@ my %fig = (
 	jobs => $queued, states => $states, faults => \%fault_count, fault_answers => \%fault_fired,
 	worker_starts => $starts, worker_restarts => $starts - 1,
 	end_of_fault_phase => \%end_of_faults,
-	duplicate_posts => scalar @dups, lost_jobs => $queued - ($total // 0),
+	duplicate_posts => scalar @dups, resent_after_accepted => scalar keys %resent,
+	accepted_then_5xx => $accepted_after_5xx, lost_jobs => $queued - ($total // 0),
 	failed_jobs_by_code => \%failed_codes, failed_jobs_azure_ran => scalar @failed_but_ran,
 	queue_attempts_refused => $not_queued,
 	psql_errors => \%queue_errors,
