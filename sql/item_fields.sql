@@ -134,6 +134,7 @@ SELECT asr_recovery_points_replace(item_id, jsonb_build_object('value', jsonb_bu
          pg_temp.point('"p-no-time"', 'null'),
          pg_temp.point('"p-number-time"', '1744279500'),
          pg_temp.point('"p-no-id"', '"2025-04-10T10:05:00Z"') - 'id',
+         pg_temp.point('"p-empty-id"', '"2025-04-10T10:05:30Z"') || '{"id": ""}',
          pg_temp.point('"p-no-properties"', '"2025-04-10T10:06:00Z"') - 'properties',
          42, 'null'::jsonb, '"p9"'::jsonb,
          pg_temp.point('"p2"', '"2025-04-10T10:07:00.1234567+01:00"', '7'),
@@ -149,6 +150,12 @@ SELECT p.name, p.point_time FROM asr_recovery_points p JOIN asr_items USING (ite
 SELECT asr_recovery_points_replace(item_id, jsonb_build_object('value', jsonb_build_array(pg_temp.point('"p4"', '"soon"')))) AS stored
   FROM asr_items WHERE vault_id = :vault AND arm_id LIKE '%/rpi-1';
 SELECT count(*) AS points FROM asr_recovery_points JOIN asr_items USING (item_id) WHERE vault_id = :vault;
+-- The listing's array is "value" (the sync passes a bare array of every
+-- page's points); anything else lists no point.
+SELECT asr_recovery_points_replace(item_id, jsonb_build_object('Value', jsonb_build_array(pg_temp.point('"p5"', '"2025-04-10T12:00:00Z"')))) AS stored,
+       asr_recovery_points_replace(item_id, '"p5"') AS stored_from_a_string,
+       asr_recovery_points_replace(item_id, '{"value": {"p5": 1}}') AS stored_from_an_object
+  FROM asr_items WHERE vault_id = :vault AND arm_id LIKE '%/rpi-1';
 
 DELETE FROM asr_items WHERE vault_id = :vault;
 DELETE FROM asr_vaults WHERE vault_id = :vault;

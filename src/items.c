@@ -605,8 +605,8 @@ asr_recovery_points_replace(int64 item_id, Jsonb *points)
  * returned; returns the number of points stored and sets *skipped to the
  * number of points that could not be read.
  *
- * A point is stored only with a name (a non-empty string), an ARM id (a
- * string: what a failover sends) and a valid recoveryPointTime (every
+ * A point is stored only with a name and an ARM id (non-empty strings:
+ * the id is what a failover sends) and a valid recoveryPointTime (every
  * point choice is made by time): a point without them could never be
  * chosen, and is skipped rather than refusing the whole listing, which
  * would leave the item with no point to fail over to at all.  The skipped
@@ -636,10 +636,16 @@ asr_recovery_points_store(int64 item_id, Jsonb *points, int *skipped)
 	int			nestlevel;
 	int			n;
 
+	/* the same list as the statement's "list" below: exact key "value" */
 	if (!JB_ROOT_IS_SCALAR(points) && JB_ROOT_IS_ARRAY(points))
 		list = &points->root;
 	else if (!JB_ROOT_IS_SCALAR(points))
-		list = asr_json_array(&points->root, "value");
+	{
+		JsonbValue *v = getKeyJsonValueFromContainer(&points->root, "value", 5, NULL);
+
+		if (v && v->type == jbvBinary && JsonContainerIsArray(v->val.binary.data))
+			list = v->val.binary.data;
+	}
 	total = asr_json_array_size(list);
 	idx = palloc(sizeof(Datum) * (total + 1));
 	times = palloc(sizeof(Datum) * (total + 1));
@@ -655,7 +661,7 @@ asr_recovery_points_store(int64 item_id, Jsonb *points, int *skipped)
 		if (v == NULL || v->type != jbvString || v->val.string.len == 0)
 			continue;
 		v = getKeyJsonValueFromContainer(p, "id", 2, NULL);
-		if (v == NULL || v->type != jbvString)
+		if (v == NULL || v->type != jbvString || v->val.string.len == 0)
 			continue;
 		v = getKeyJsonValueFromContainer(p, "properties", 10, NULL);
 		p = (v && v->type == jbvBinary && JsonContainerIsObject(v->val.binary.data)) ?
