@@ -476,6 +476,46 @@ nonempty_string(JsonbContainer *obj, const char *key)
 	"$4, $5, $2->'properties', now()"
 
 /*
+ * Read what makes a document an item document: a string "id" of an item's
+ * ARM id shape and a "properties" object.  NULL id when it is not one.
+ */
+static void
+item_document_parts(Jsonb *document, char **arm_id, JsonbContainer **props)
+{
+	JsonbValue *v;
+
+	*arm_id = NULL;
+	*props = NULL;
+	if (document == NULL || JB_ROOT_IS_SCALAR(document) || !JB_ROOT_IS_OBJECT(document))
+		return;
+	v = getKeyJsonValueFromContainer(&document->root, "properties", 10, NULL);
+	if (v == NULL || v->type != jbvBinary || !JsonContainerIsObject(v->val.binary.data))
+		return;
+	*props = v->val.binary.data;
+	v = getKeyJsonValueFromContainer(&document->root, "id", 2, NULL);
+	if (v == NULL || v->type != jbvString)
+		return;
+	*arm_id = pnstrdup(v->val.string.val, v->val.string.len);
+	if (!asr_arm_id_matches(*arm_id, ARM_SHAPE_ITEM))
+		*arm_id = NULL;
+}
+
+/*
+ * Would asr_item_upsert store this document?  For a caller storing many
+ * (a page of the vault's item list), to leave out the one that is no item
+ * document instead of losing the page to its ERROR.  Never raises.
+ */
+bool
+asr_item_is_document(Jsonb *document)
+{
+	char	   *arm_id;
+	JsonbContainer *props;
+
+	item_document_parts(document, &arm_id, &props);
+	return arm_id != NULL;
+}
+
+/*
  * The sync: store one item document as Azure returns it ({"id", "name",
  * "properties": {...}}) in vault vault_id; returns item_id.
  *
@@ -499,9 +539,8 @@ asr_item_upsert(int32 vault_id, Jsonb *document)
 	Oid			types[6] = {INT4OID, JSONBOID, TEXTOID, INT4OID, TIMESTAMPTZOID, INT8OID};
 	Datum		values[6];
 	char		nulls[7] = "      ";
-	JsonbContainer *props = NULL;
-	JsonbValue *pv;
-	char	   *arm_id = NULL;
+	JsonbContainer *props;
+	char	   *arm_id;
 	char	   *name;
 	char	   *when;
 	int32		rpo;
@@ -510,16 +549,8 @@ asr_item_upsert(int32 vault_id, Jsonb *document)
 	bool		isnull;
 	int			nestlevel;
 
-	if (!JB_ROOT_IS_SCALAR(document) && JB_ROOT_IS_OBJECT(document))
-	{
-		pv = getKeyJsonValueFromContainer(&document->root, "id", 2, NULL);
-		if (pv && pv->type == jbvString)
-			arm_id = pnstrdup(pv->val.string.val, pv->val.string.len);
-		pv = getKeyJsonValueFromContainer(&document->root, "properties", 10, NULL);
-		if (pv && pv->type == jbvBinary && JsonContainerIsObject(pv->val.binary.data))
-			props = pv->val.binary.data;
-	}
-	if (arm_id == NULL || !asr_arm_id_matches(arm_id, ARM_SHAPE_ITEM) || props == NULL)
+	item_document_parts(document, &arm_id, &props);
+	if (arm_id == NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("not a replication protected item document"),

@@ -52,6 +52,7 @@ extern Jsonb *asr_item_properties(const AsrItem *item);
 extern char *asr_item_scenario(const AsrItem *item);
 
 /* sync writes (the worker) */
+extern bool asr_item_is_document(Jsonb *document);
 extern int64 asr_item_upsert(int32 vault_id, Jsonb *document);
 extern int	asr_recovery_points_replace(int64 item_id, Jsonb *points);
 extern int	asr_recovery_points_store(int64 item_id, Jsonb *points, int *skipped);
