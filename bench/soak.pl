@@ -360,7 +360,24 @@ ok($settled, "every job reached a terminal state once the faults stopped (in ${d
 # running, unless a forced status also fired (then it never ran).
 my %accepted;
 my @resent;	# client request ids POSTed again after an accepted POST
-my $post_log = emulator_requests($emu, method => 'POST', path => $action_path);
+# The emulator keeps its last 100,000 requests in memory (an hour of this
+# soak can pass that) but appends every one to requests.jsonl: read that.
+sub action_posts
+{
+	my $file = "$emu->{dir}/requests.jsonl";
+	open(my $fh, '<', $file)
+	  or return emulator_requests($emu, method => 'POST', path => $action_path);
+	my @out;
+	while (my $line = <$fh>)
+	{
+		next unless $line =~ /testFailover/i;
+		my $r = eval { decode_json($line) } or next;
+		push @out, $r if ($r->{method} // '') eq 'POST' && ($r->{path} // '') =~ /$action_path/i;
+	}
+	close($fh);
+	return \@out;
+}
+my $post_log = action_posts();
 for my $r (sort { $a->{seq} <=> $b->{seq} } @$post_log)
 {
 	my $crid = $r->{client_request_id} // '';
