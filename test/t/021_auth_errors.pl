@@ -4,7 +4,10 @@
 # the job waits, sends nothing to ARM, and goes on once the DBA fixes the
 # user mapping.  Cases: a wrong client secret, a certificate whose
 # thumbprint is not (or no longer) registered on the application, a wrong
-# certificate password, and IMDS answering 400, 404, 429 and 500.
+# certificate password, and IMDS answering 400, 404, 429 and 500.  A
+# refusal is not an outage: the emulator's log shows the wrong secret
+# offered again no sooner than 30 s later (src/auth.h, the permanent
+# schedule), however often the waiting job asks.
 use strict;
 use warnings;
 use PostgreSQL::Test::Utils;
@@ -66,6 +69,12 @@ sub worker_error
 	return $node->safe_psql('postgres', "SELECT coalesce(last_error, '') FROM asr_worker_status");
 }
 
+sub last_seq
+{
+	my $all = emulator_requests($emu);
+	return @$all ? $all->[-1]{seq} : 0;
+}
+
 sub posts
 {
 	my ($action) = @_;
@@ -74,6 +83,7 @@ sub posts
 
 # --- a wrong client secret ---------------------------------------------
 my $wrong = 'Wr0ng~secret.value_' . int(rand(1e9));
+my $seq = last_seq();
 remap("auth 'client_secret', client_id '$emu->{client_id}', client_secret '$wrong'");
 my $job = $node->safe_psql('postgres', "SELECT asr_failover('app-vm-01', 'latest_processed')");
 my $err = wait_job_error($job, qr/AADSTS7000215/, 'wrong secret');
@@ -90,6 +100,21 @@ my ($ret, $out, $serr) = $node->psql('postgres', "SELECT asr_sync('dr', '60 s')"
 my $sync_error = $node->safe_psql('postgres', "SELECT coalesce(sync_error, '') FROM asr_vaults WHERE name = 'dr'");
 like("$serr $sync_error", qr/AADSTS7000215/, 'wrong secret: a sync says why too');
 ok(index("$serr $sync_error", $wrong) < 0, 'wrong secret: ... without the secret');
+
+# the job and the sync keep asking for a token every few seconds; Entra is
+# asked again only after the permanent back-off (30 s, then 60 s...)
+my @logins;
+my $deadline = time() + 150;
+while (time() < $deadline)
+{
+	@logins = @{ emulator_requests($emu, listener => 'login', since => $seq) };
+	last if @logins >= 2;
+	sleep 1;
+}
+is(scalar(grep { $_->{status} eq '401' } @logins[0, 1]), 2,
+	'wrong secret: Entra refused the secret twice') or diag(explain(\@logins));
+cmp_ok($logins[1]{time} - $logins[0]{time}, '>=', 30,
+	'wrong secret: the second token request came no sooner than 30 s after the first');
 
 $node->safe_psql('postgres',
 	"ALTER USER MAPPING FOR PUBLIC SERVER azure OPTIONS (SET client_secret '$emu->{client_secret}'); SELECT pg_reload_conf()");

@@ -3,7 +3,9 @@
 # token revoked mid-workflow gets a 401 from ARM, is dropped, and the
 # request is sent again once with a new token (and only once); a refresh
 # that fails leaves the still-valid token in use, and the next attempt
-# waits at least 30 s.
+# waits at least 30 s; a worker started during a short Entra ID outage (a
+# dropped connection, then 503 twice) asks again within seconds, not after
+# 30 s and 60 s, and sends the waiting reprotect once Entra answers.
 use strict;
 use warnings;
 use PostgreSQL::Test::Utils;
@@ -136,6 +138,34 @@ cmp_ok($next->{time} - $failed->{time}, '>=', 30, 'the next try waited at least 
 is($next->{status}, 200, '... and got a new token');
 is(scalar(grep { $_->{status} == 401 } @{ emulator_requests($emu, listener => 'arm', since => $seq) }),
 	0, 'no ARM request was refused meanwhile');
+
+# --- a login outage while a reprotect waits: short retries ---------------
+# Transient failures (src/auth.h): the next token request may follow after
+# 1 s, 2 s, 4 s...; the waiting job, retried every few seconds, paces them.
+# After a refusal it would be 30 s, then 60 s: the spacing in the
+# emulator's log tells the two schedules apart, without timing the test.
+# The job: the reprotect that the two 401s above made fail.
+emulator_control($emu, 'POST', '/tokens', { lifetime_seconds => 3600 });
+$node->stop('fast');
+emulator_control($emu, 'POST', '/faults', [
+		{ action => 'drop', count => 1, match => { listener => 'login' } },
+		{ action => 'status', status => 503, skip => 1, count => 2, match => { listener => 'login' } } ]);
+$seq = last_seq();
+$node->start;			# a fresh worker: no token yet
+$job = $node->safe_psql('postgres', "SELECT asr_reprotect('app-vm-01')");
+($ret, $out, $err) = $node->psql('postgres', "SELECT asr_wait($job, '120 s')", timeout => 180);
+is($out, 'succeeded', 'the reprotect queued during the login outage succeeded')
+  or diag($node->safe_psql('postgres', "SELECT state, error_code, last_error FROM asr_jobs WHERE job_id = $job"));
+my @logins = @{ emulator_requests($emu, listener => 'login', since => $seq) };
+is(join(' ', map { $_->{status} } @logins[0 .. 3]), 'dropped 503 503 200',
+	'the token requests: a dropped connection, 503 twice, then a token');
+my @gaps = map { sprintf('%.1f', $logins[$_]{time} - $logins[$_ - 1]{time}) } 1 .. 3;
+ok(!grep({ $_ >= 10 } @gaps), 'each token request came less than 10 s after the one before')
+  or diag("gaps: @gaps s");
+my @posts = @{ emulator_requests($emu, listener => 'arm', method => 'POST', path => '/switchprotection$',
+		since => $seq) };
+is(scalar(@posts), 1, 'the reprotect was POSTed once');
+ok(@posts && $posts[0]{seq} > $logins[3]{seq}, '... after the token was granted');
 
 $node->stop('fast');
 
