@@ -28,6 +28,7 @@ OBJS = \
 	src/jwt.o \
 	src/points.o \
 	src/poll.o \
+	src/reconcile.o \
 	src/reprotect.o \
 	src/shmem.o \
 	src/status.o \

@@ -220,64 +220,6 @@ asr_dx_json_text(JsonbContainer *c, const char *key)
 	return c ? asr_json_string(c, key) : NULL;
 }
 
-void
-asr_dx_answer_step(JobCtx *jc, void *arg)
-{
-	AsrHttpResponse *resp = (AsrHttpResponse *) arg;
-
-	if (!asr_job_load(jc->job_id, true, &jc->job) ||
-		asr_job_state_is_final(jc->job.state))
-	{
-		jc->finished = true;	/* cancelled or gone meanwhile */
-		return;
-	}
-	if (resp->status == 0 && resp->never_sent && resp->transport_error != NULL)
-	{
-		/*
-		 * The request never left this machine (no token: Microsoft Entra ID
-		 * or IMDS refused us...), so nothing happened in Azure: keep the
-		 * client's words, which say what to fix, and try this step later.
-		 */
-		asr_dx_wait(jc, asr_arm_backoff_ms(3), resp->transport_error);
-		return;
-	}
-	switch (jc->phase)
-	{
-		case PH_CHECK_ITEM:		/* answered through itemread.c */
-			break;
-		case PH_POST:
-			asr_dx_answer_post(jc, resp);
-			break;
-		case PH_LIST_JOBS:
-			asr_dx_answer_list_jobs(jc, resp);
-			break;
-		case PH_RECONCILE_ITEM:
-			asr_dx_answer_reconcile_item(jc, resp);
-			break;
-		case PH_SCENARIO_JOB:
-			asr_dx_answer_scenario_job(jc, resp);
-			break;
-		case PH_POLL:
-			asr_dx_answer_poll(jc, resp);
-			break;
-		case PH_CONTROL:
-			asr_dx_answer_control(jc, resp);
-			break;
-		case PH_FINAL:
-			break;
-	}
-}
-
-void
-asr_dx_on_response(AsrCall *call, AsrHttpResponse *resp, void *arg)
-{
-	JobCtx	   *jc = (JobCtx *) arg;
-
-	if (jc->finished)
-		return;
-	asr_dx_run_step(jc, asr_dx_answer_step, resp);
-}
-
 /* ----------------------------------------------------------------
  * picking up work
  * ---------------------------------------------------------------- */
@@ -332,8 +274,11 @@ reap(void)
 	{
 		JobCtx	   *jc = (JobCtx *) lfirst(lc);
 
-		/* a vault's job-list poll may still name it: keep it until then */
-		if (jc->finished && jc->vp == NULL)
+		/*
+		 * a vault's job-list poll or lookup may still name it: keep it until
+		 * then
+		 */
+		if (jc->finished && jc->vp == NULL && !jc->lookup)
 		{
 			MemoryContextDelete(jc->cxt);
 			pfree(jc);
@@ -494,6 +439,8 @@ asr_dispatch_collect(void)
 		asr_dx_start_phase(jc);
 	}
 	asr_dx_start_polls(polls);
+	/* the jobs looked for since the last turn, one listing per vault */
+	asr_dx_start_lookups();
 	next = next_due();
 	asr_tx_commit();
 	return next;

@@ -1,13 +1,15 @@
 /*-------------------------------------------------------------------------
  *
  * dispatch_int.h
- *	  What the three rooms of the job engine share: dispatch.c (the job
+ *	  What the rooms of the job engine share: dispatch.c (the job
  *	  contexts, their transactions, picking up work), submit.c (sending an
- *	  action and reconciling it) and poll.c (following the ASR job to its
- *	  end, one job or a whole vault at a time).
+ *	  action, reconciling it, routing Azure's answers by phase),
+ *	  reconcile.c (looking for jobs in their vault's job list, one listing
+ *	  for many jobs) and poll.c (following the ASR job to its end, one job
+ *	  or a whole vault at a time).
  *
- * Nothing outside those three files includes this header; the worker
- * sees only dispatch.h.
+ * Nothing outside those files (and the fuzz harness) includes this
+ * header; the worker sees only dispatch.h.
  *
  * IDENTIFICATION
  *	  src/dispatch_int.h
@@ -70,7 +72,7 @@ typedef struct JobCtx
 	bool		finished;
 	AsrJob		job;
 	int			vault_id;
-	char	   *list_url;		/* next page of the job list */
+	bool		lookup;			/* waiting for its vault's job list (reconcile.c) */
 	bool		conflict_seen;	/* a 409 was already reconciled once */
 	AsrJobDoc  *doc;			/* the finished ASR job */
 	struct VaultPoll *vp;		/* the job list polling for this job */
@@ -80,12 +82,20 @@ typedef struct JobCtx
 typedef struct VaultPoll
 {
 	MemoryContext cxt;
+	MemoryContext page_cxt;		/* the page being asked for: its call */
 	int			vault_id;
 	List	   *jobs;			/* of JobCtx *, all in PH_POLL */
 	List	   *seen;			/* of JobCtx * the list has answered for */
 	bool		finished;
 } VaultPoll;
 
+
+/* What the vault's job list said of a job looked for (reconcile.c). */
+typedef struct AsrLookupResult
+{
+	const char *found;			/* the name of the job's ASR job, or NULL */
+	const char *error;			/* the list could not be read: why */
+} AsrLookupResult;
 
 /* dispatch.c: job contexts and their steps */
 extern void asr_dx_run_step(JobCtx *jc, void (*fn) (JobCtx *jc, void *arg), void *arg);
@@ -98,19 +108,24 @@ extern char *asr_dx_json_text(JsonbContainer *c, const char *key);
 extern bool asr_dx_is_active(int64 job_id);
 extern JobCtx *asr_dx_new_ctx(int64 job_id);
 extern bool asr_dx_load(JobCtx *jc);
+
+/* submit.c: sending, reconciling, and routing Azure's answers by phase */
 extern void asr_dx_answer_step(JobCtx *jc, void *arg);
 extern void asr_dx_on_response(AsrCall *call, AsrHttpResponse *resp, void *arg);
-
-/* submit.c: sending and reconciling */
 extern void asr_dx_start_phase(JobCtx *jc);
 extern char *asr_dx_job_list_url(AsrVault *v, TimestampTz since);
 extern void asr_dx_fail_azure(JobCtx *jc, AsrHttpResponse *resp, const char *doing);
 extern void asr_dx_on_item_read(void *arg, Jsonb *doc, AsrHttpResponse *resp,
 								const char *error);
 extern void asr_dx_answer_post(JobCtx *jc, AsrHttpResponse *resp);
-extern void asr_dx_answer_list_jobs(JobCtx *jc, AsrHttpResponse *resp);
+extern void asr_dx_answer_lookup(JobCtx *jc, void *arg);
 extern void asr_dx_answer_reconcile_item(JobCtx *jc, AsrHttpResponse *resp);
 extern void asr_dx_answer_scenario_job(JobCtx *jc, AsrHttpResponse *resp);
+
+/* reconcile.c: one job-list listing per vault for the jobs looked for */
+extern void asr_dx_look_for_job(JobCtx *jc);
+extern void asr_dx_start_lookups(void);
+extern bool asr_dx_lookups_pending(void);
 
 /* poll.c: following ASR jobs */
 extern void asr_dx_answer_poll(JobCtx *jc, AsrHttpResponse *resp);

@@ -275,9 +275,15 @@ vault_poll_send(VaultPoll *vp, const char *url)
 
 	if (v == NULL || v->auth == NULL)
 		return false;
+	/*
+	 * A page of a busy vault's job list runs to megabytes: each page has a
+	 * context of its own, let go once it has been read.
+	 */
+	vp->page_cxt = AllocSetContextCreate(vp->cxt, "asr vault poll page",
+										 ALLOCSET_DEFAULT_SIZES);
 	asr_vault_call_spec(v, &spec, "GET", url, false);
 	spec.max_attempts = READ_ATTEMPTS;
-	(void) asr_client_call(&spec, vp->cxt, on_vault_list, vp);
+	(void) asr_client_call(&spec, vp->page_cxt, on_vault_list, vp);
 	return true;
 }
 
@@ -345,12 +351,14 @@ vault_list_step(VaultPoll *vp, AsrHttpResponse *resp, char **next)
 /*
  * A page of the vault's job list: update every job it shows, follow
  * nextLink while some job has not been seen, then poll the rest one by one.
+ * The page's context, which holds this call, is deleted last.
  */
 static void
 on_vault_list(AsrCall *call, AsrHttpResponse *resp, void *arg)
 {
 	VaultPoll  *vp = (VaultPoll *) arg;
 	MemoryContext old = CurrentMemoryContext;
+	MemoryContext page = vp->page_cxt;
 	char	   *next = NULL;
 	volatile bool sent = false;
 
@@ -358,7 +366,10 @@ on_vault_list(AsrCall *call, AsrHttpResponse *resp, void *arg)
 		return;
 	PG_TRY();
 	{
+		/* the page is read in its own context */
+		MemoryContextSwitchTo(page);
 		vault_list_step(vp, resp, &next);
+		MemoryContextSwitchTo(old);
 	}
 	PG_CATCH();
 	{
@@ -388,6 +399,8 @@ on_vault_list(AsrCall *call, AsrHttpResponse *resp, void *arg)
 	}
 	if (!sent)
 		vault_poll_fallback(vp);
+	/* this page's call and answer (the next page has a context of its own) */
+	MemoryContextDelete(page);
 }
 
 /*

@@ -190,11 +190,9 @@ asr_dx_start_phase(JobCtx *jc)
 			write = true;
 			break;
 		case PH_LIST_JOBS:
-			if (jc->list_url)
-				url = jc->list_url;
-			else
-				url = asr_dx_job_list_url(v, jc->job.requested_at);
-			break;
+			/* looked for with the other jobs of its vault (reconcile.c) */
+			asr_dx_look_for_job(jc);
+			return;
 		case PH_SCENARIO_JOB:
 		case PH_POLL:
 			url = asr_arm_url(v->arm_endpoint, v->vault_path,
@@ -412,7 +410,6 @@ asr_dx_answer_post(JobCtx *jc, AsrHttpResponse *resp)
 		 */
 		jc->conflict_seen = true;
 		jc->phase = PH_LIST_JOBS;
-		jc->list_url = NULL;
 		asr_dx_start_phase(jc);
 		return;
 	}
@@ -428,7 +425,6 @@ asr_dx_answer_post(JobCtx *jc, AsrHttpResponse *resp)
 		 * happened has happened.  Look for the job Azure may have created.
 		 */
 		jc->phase = PH_LIST_JOBS;
-		jc->list_url = NULL;
 		u.progress = -1;
 		u.last_error = psprintf("request outcome unknown (HTTP %ld); reconciling with Azure's job list",
 								resp->status);
@@ -498,7 +494,6 @@ asr_dx_answer_post(JobCtx *jc, AsrHttpResponse *resp)
 								resp->status, notes ? notes : "");
 		asr_dx_update(jc->job_id, NULL, &u);
 		jc->phase = PH_LIST_JOBS;
-		jc->list_url = NULL;
 		asr_dx_start_phase(jc);
 		return;
 	}
@@ -542,70 +537,31 @@ adopt_job(JobCtx *jc, const char *name, const char *how)
 	jc->finished = true;
 }
 
+/*
+ * What the vault's job list said of a job looked for (reconcile.c): its
+ * ASR job is adopted; not there, the item's currentScenario is asked next
+ * (an accepted request without a job name is only looked for again); the
+ * list could not be read, the job waits and looks again.
+ */
 void
-asr_dx_answer_list_jobs(JobCtx *jc, AsrHttpResponse *resp)
+asr_dx_answer_lookup(JobCtx *jc, void *arg)
 {
-	char	   *perr = NULL;
-	Jsonb	   *doc;
-	JsonbContainer *value;
-	char	   *next = NULL;
-	char	   *ours = NULL;
-	int			i;
-	MemoryContext keep = CurrentMemoryContext;
-	MemoryContext page;
+	AsrLookupResult *res = (AsrLookupResult *) arg;
 
-	if (asr_arm_classify(resp) != ASR_OK)
+	if (!asr_job_load(jc->job_id, true, &jc->job) ||
+		(strcmp(jc->job.state, "submitting") != 0 && strcmp(jc->job.state, "running") != 0))
 	{
-		asr_dx_wait(jc, asr_arm_backoff_ms(3),
-				   psprintf("reconciling: Azure's job list answered HTTP %ld", resp->status));
+		jc->finished = true;	/* cancelled or gone meanwhile */
 		return;
 	}
-
-	/*
-	 * A busy vault's job list runs to megabytes a page: read it in a
-	 * context of its own and keep only what is needed (our job's name, the
-	 * next page), not every page until the job leaves the collect.
-	 */
-	page = AllocSetContextCreate(keep, "asr job list page", ALLOCSET_DEFAULT_SIZES);
-	MemoryContextSwitchTo(page);
-	doc = asr_json_parse(resp->body, resp->body_len, &perr);
-	value = doc ? asr_json_array(&doc->root, "value") : NULL;
-	for (i = 0; i < asr_json_array_size(value); i++)
+	if (res->error != NULL)
 	{
-		JsonbContainer *j = asr_json_array_container(value, i);
-
-		if (j != NULL && job_is_ours(jc, j))
-		{
-			char	   *name = asr_json_string(j, "name");
-
-			ours = MemoryContextStrdup(keep, name ? name : "");
-			break;
-		}
-	}
-	if (doc != NULL && ours == NULL)
-	{
-		next = asr_json_string(&doc->root, "nextLink");
-		if (next != NULL)
-			next = MemoryContextStrdup(jc->cxt, next);
-	}
-	perr = perr ? MemoryContextStrdup(keep, perr) : NULL;
-	MemoryContextSwitchTo(keep);
-	MemoryContextDelete(page);
-
-	if (doc == NULL)
-	{
-		asr_dx_wait(jc, asr_arm_backoff_ms(3), psprintf("reconciling: %s", perr));
+		asr_dx_wait(jc, asr_arm_backoff_ms(3), psprintf("reconciling: %s", res->error));
 		return;
 	}
-	if (ours != NULL)
+	if (res->found != NULL)
 	{
-		adopt_job(jc, ours, "in the vault's job list");
-		return;
-	}
-	if (next != NULL && next[0] != '\0')
-	{
-		jc->list_url = next;
-		asr_dx_start_phase(jc);
+		adopt_job(jc, pstrdup(res->found), "in the vault's job list");
 		return;
 	}
 	if (strcmp(jc->job.state, "running") == 0)
@@ -696,4 +652,71 @@ asr_dx_answer_scenario_job(JobCtx *jc, AsrHttpResponse *resp)
 	asr_dx_fail(jc, "ItemBusy",
 			 psprintf("Azure is running another job (%s) on \"%s\"; this request was not sent again.",
 					  jc->job.azure_job, jc->job.item_name));
+}
+
+/* ----------------------------------------------------------------
+ * Azure's answers, by phase
+ * ---------------------------------------------------------------- */
+
+/*
+ * The answer to a job's own call, as a step of the job (its own
+ * transaction, dispatch.c): the job is read again first (the DBA may have
+ * cancelled it meanwhile), then the phase decides.
+ */
+void
+asr_dx_answer_step(JobCtx *jc, void *arg)
+{
+	AsrHttpResponse *resp = (AsrHttpResponse *) arg;
+
+	if (!asr_job_load(jc->job_id, true, &jc->job) ||
+		asr_job_state_is_final(jc->job.state))
+	{
+		jc->finished = true;	/* cancelled or gone meanwhile */
+		return;
+	}
+	if (resp->status == 0 && resp->never_sent && resp->transport_error != NULL)
+	{
+		/*
+		 * The request never left this machine (no token: Microsoft Entra ID
+		 * or IMDS refused us...), so nothing happened in Azure: keep the
+		 * client's words, which say what to fix, and try this step later.
+		 */
+		asr_dx_wait(jc, asr_arm_backoff_ms(3), resp->transport_error);
+		return;
+	}
+	switch (jc->phase)
+	{
+		case PH_CHECK_ITEM:		/* answered through itemread.c */
+			break;
+		case PH_POST:
+			asr_dx_answer_post(jc, resp);
+			break;
+		case PH_LIST_JOBS:		/* answered through reconcile.c */
+			break;
+		case PH_RECONCILE_ITEM:
+			asr_dx_answer_reconcile_item(jc, resp);
+			break;
+		case PH_SCENARIO_JOB:
+			asr_dx_answer_scenario_job(jc, resp);
+			break;
+		case PH_POLL:
+			asr_dx_answer_poll(jc, resp);
+			break;
+		case PH_CONTROL:
+			asr_dx_answer_control(jc, resp);
+			break;
+		case PH_FINAL:
+			break;
+	}
+}
+
+/* the client's completion for a job's own call */
+void
+asr_dx_on_response(AsrCall *call, AsrHttpResponse *resp, void *arg)
+{
+	JobCtx	   *jc = (JobCtx *) arg;
+
+	if (jc->finished)
+		return;
+	asr_dx_run_step(jc, asr_dx_answer_step, resp);
 }

@@ -45,11 +45,6 @@
 
 #include "fuzz_worker.h"
 
-/* present in one version of the tree and not in another */
-extern void asr_dx_answer_check_item(JobCtx *jc, AsrHttpResponse *resp);
-
-#pragma weak asr_dx_answer_check_item
-
 /* ----------------------------------------------------------------
  * the engine, stubbed
  * ---------------------------------------------------------------- */
@@ -380,55 +375,6 @@ asr_job_state_is_final(const char *state)
 {
 	return strcmp(state, "succeeded") == 0 || strcmp(state, "failed") == 0 ||
 		strcmp(state, "cancelled") == 0;
-}
-
-void
-asr_dx_answer_step(JobCtx *jc, void *arg)
-{
-	AsrHttpResponse *resp = (AsrHttpResponse *) arg;
-
-	if (resp->status == 0 && resp->never_sent && resp->transport_error != NULL)
-	{
-		asr_dx_wait(jc, 1000, resp->transport_error);
-		return;
-	}
-	switch (jc->phase)
-	{
-		case PH_CHECK_ITEM:
-			if (asr_dx_answer_check_item)
-				asr_dx_answer_check_item(jc, resp);
-			break;
-		case PH_POST:
-			asr_dx_answer_post(jc, resp);
-			break;
-		case PH_LIST_JOBS:
-			asr_dx_answer_list_jobs(jc, resp);
-			break;
-		case PH_RECONCILE_ITEM:
-			asr_dx_answer_reconcile_item(jc, resp);
-			break;
-		case PH_SCENARIO_JOB:
-			asr_dx_answer_scenario_job(jc, resp);
-			break;
-		case PH_POLL:
-			asr_dx_answer_poll(jc, resp);
-			break;
-		case PH_CONTROL:
-			asr_dx_answer_control(jc, resp);
-			break;
-		case PH_FINAL:
-			break;
-	}
-}
-
-void
-asr_dx_on_response(AsrCall *call, AsrHttpResponse *resp, void *arg)
-{
-	JobCtx	   *jc = (JobCtx *) arg;
-
-	if (jc->finished)
-		return;
-	asr_dx_run_step(jc, asr_dx_answer_step, resp);
 }
 
 /* the vault poll must not take on more jobs than the harness made */

@@ -4,7 +4,8 @@
 # twelve test failovers run: they can only finish through the list.  Then
 # ARM's read budget is made tiny: the worker is throttled (429,
 # asr_worker_status.throttled_until), paces itself, and every job still
-# finishes.
+# finishes.  Twelve jobs whose POSTs were answered 500 after ASR acted are
+# reconciled through one listing of the vault's job list.
 use strict;
 use warnings;
 use PostgreSQL::Test::Utils;
@@ -129,6 +130,45 @@ $reqs = emulator_requests($emu);
 ok(item_gets($reqs) >= 12, 'with the listing refused, each item is read on its own ('
 	  . item_gets($reqs) . ' single GETs)');
 emulator_control($emu, 'POST', '/config', { page_size => 1000 });
+
+# Reconciling in a wave: ARM answers 500 to every test failover POST after
+# ASR has acted (the outcome is unknown to the worker).  Each job must look
+# for itself in the vault's job list before anything is sent again -- all
+# twelve in one listing, not one listing each (the list is slowed down so
+# that twelve separate listings would all be under way at once; five jobs
+# a page, so that the jobs are found on different pages).
+emulator_control($emu, 'POST', '/config', { page_size => 5 });
+emulator_control($emu, 'DELETE', '/requests');
+emulator_control($emu, 'POST', '/faults',
+	{ action => 'status', status => 500, after => JSON::PP::true, count => 12,
+	  match => { method => 'POST', path => 'testFailover$' } });
+my $slow_list = emulator_control($emu, 'POST', '/faults',
+	{ action => 'delay', delay_ms => 1500, count => undef,
+	  match => { method => 'GET', path => 'replicationJobs$' } })->{id};
+$jobs = q1("SELECT string_agg(asr_test_failover(name, 'latest')::text, ',') FROM asr_items");
+ok(wait_for_query($node,
+		"SELECT count(*) FROM asr_jobs WHERE job_id IN ($jobs) AND state = 'succeeded'", '12', 240),
+	'after a 500 on every POST, the twelve test failovers succeed') or show($jobs);
+emulator_control($emu, 'DELETE', "/faults/$slow_list");
+$reqs = emulator_requests($emu);
+my @tf_posts = grep { $_->{method} eq 'POST' && $_->{path} =~ /testFailover$/ } @$reqs;
+is(scalar @tf_posts, 12, 'twelve POSTs, none sent again');
+is(scalar(grep { ($_->{status} // '') eq '500' && ($_->{executed} // 0) == 202 } @tf_posts), 12,
+	'each answered 500 after ASR ran it');
+is(q1("SELECT count(DISTINCT job_id) FROM asr_job_events WHERE job_id IN ($jobs) "
+		. "AND detail LIKE 'found ASR job % in the vault''s job list; not sent again'"), '12',
+	'each job found its ASR job in the vault\'s job list (pages of five: on different pages)');
+my $first_found = q1("SELECT extract(epoch FROM min(at)) FROM asr_job_events WHERE job_id IN ($jobs) "
+	  . "AND detail LIKE 'found ASR job %'");
+my @lists_before = grep {
+	$_->{method} eq 'GET' && $_->{path} =~ m{/replicationJobs$}
+	  && ($_->{query_string} // '') !~ /skipToken/i && $_->{time} < $first_found
+} @$reqs;
+ok(@lists_before >= 1 && @lists_before <= 2,
+	'the twelve looked for themselves in one listing of the vault\'s job list ('
+	  . scalar(@lists_before) . ' listings begun before the first was found)');
+emulator_control($emu, 'POST', '/config', { page_size => 1000 });
+$cleanup_of->();
 
 # a tiny read budget: ARM throttles, the worker paces itself
 emulator_control($emu, 'POST', '/throttle', { reads => [ 4, 2 ] });
