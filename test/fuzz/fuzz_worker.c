@@ -240,6 +240,8 @@ pump(Feed *f)
 
 		if (asr_item_read_flush)
 			asr_item_read_flush();
+		/* the jobs looked for in their vault's job list, as collect does */
+		asr_dx_start_lookups();
 		if (fuzz_calls == NIL && asr_item_read_pending && asr_item_read_pending())
 		{
 			/* reads held back for more of their kind: let the time pass */
@@ -316,6 +318,7 @@ typedef struct Refresh
 {
 	int			item;
 	int			answers;
+	char	   *error;			/* what the refresh reported, in fuzz_input_cxt */
 } Refresh;
 
 static List *refreshes = NIL;	/* of Refresh *, in fuzz_input_cxt */
@@ -332,7 +335,37 @@ sync_done(void *arg, const char *error)
 		abort();
 	}
 	if (error)
+	{
+		r->error = MemoryContextStrdup(fuzz_input_cxt, error);
 		fuzz_note_refusal(error);
+	}
+}
+
+/*
+ * A refresh that read its documents must store them: items.c reads every
+ * field on its own and refuses only a document without an item's ARM id
+ * or a properties object.  An error other than a failed read (or that
+ * refusal, for a fuzzed item document) is a finding.
+ */
+static void
+check_stored(int item, bool item_fuzzed)
+{
+	ListCell   *lc;
+
+	foreach(lc, refreshes)
+	{
+		Refresh    *r = (Refresh *) lfirst(lc);
+
+		if (r->item != item || r->error == NULL ||
+			strncmp(r->error, "reading the item", 16) == 0 ||
+			strncmp(r->error, "listing recovery points", 23) == 0 ||
+			(item_fuzzed && strcmp(r->error, "not a replication protected item document") == 0))
+			continue;
+		fprintf(stderr, "asr_fuzz: target: the refresh of item%d did not store what it read: %s\n",
+				item, r->error);
+		fflush(stderr);
+		abort();
+	}
 }
 
 static void
@@ -463,6 +496,7 @@ item_scenarios(const char *data, size_t size)
 	asr_dx_start_phase(poll);	/* Succeeded: the final re-read of the item */
 	refresh(4);
 	pump(&f);
+	check_stored(4, true);
 }
 
 void
@@ -480,6 +514,7 @@ points_scenario(const char *data, size_t size)
 
 	refresh(1);
 	pump(&f);
+	check_stored(1, false);
 }
 
 void
