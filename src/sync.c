@@ -339,21 +339,34 @@ store_page_fn(void *arg)
 	{
 		JsonbValue *item = getIthJsonbValueFromContainer(a->value, i);
 		char	   *arm_id;
+		Jsonb	   *doc;
 		ItemSync   *s;
 		MemoryContext old;
 
 		if (item == NULL || item->type != jbvBinary)
 			continue;
 		arm_id = asr_json_string(item->val.binary.data, "id");
-		if (arm_id == NULL)
+		doc = JsonbValueToJsonb(item);
+		if (arm_id == NULL || !asr_item_is_document(doc))
+		{
+			/*
+			 * Not an item asr can store (no ARM id, no properties): the
+			 * others are stored, and the refresh says so -- as an error,
+			 * so that no item is forgotten for not having been seen.
+			 */
+			if (a->vs->error == NULL)
+				a->vs->error = MemoryContextStrdup(a->vs->cxt,
+												   psprintf("listing the vault's items: a document that is not a replication protected item (%s) was left out",
+															arm_id ? arm_id : "no id"));
 			continue;
+		}
 		old = MemoryContextSwitchTo(a->vs->cxt);
 		s = item_sync_new(v, arm_id, a->vs->cxt, vault_item_done, a->vs);
 		s->vault_sync = a->vs;
 		/* the list outlives this transaction */
 		a->stored = lappend(a->stored, s);
 		MemoryContextSwitchTo(old);
-		s->item_id = asr_item_upsert(v->vault_id, JsonbValueToJsonb(item));
+		s->item_id = asr_item_upsert(v->vault_id, doc);
 	}
 }
 
