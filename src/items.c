@@ -361,12 +361,6 @@ static bool
 azure_timestamp(const char *str, TimestampTz *result)
 {
 	static const char shape[] = "dddd-dd-ddTdd:dd";
-	char		workbuf[MAXDATELEN + MAXDATEFIELDS];
-	char	   *field[MAXDATEFIELDS];
-	int			ftype[MAXDATEFIELDS];
-	int			nf;
-	int			dtype;
-	int			tz = 0;
 	const char *p = str;
 	int			i;
 	struct pg_tm tt;
@@ -401,15 +395,11 @@ azure_timestamp(const char *str, TimestampTz *result)
 	if (*p != '\0')
 		return false;
 
-	if (ParseDateTime(str, workbuf, sizeof(workbuf), field, ftype,
-					  MAXDATEFIELDS, &nf) != 0 ||
-		DecodeDateTime(field, ftype, nf, &dtype, &tt, &fsec, &tz) != 0 ||
-		dtype != DTK_DATE)
+	if (!asr_timestamp_in(str, result, &tt, &fsec))
 		return false;
-	if (tt.tm_year == 1 && tt.tm_mon == 1 && tt.tm_mday == 1 &&
-		tt.tm_hour == 0 && tt.tm_min == 0 && tt.tm_sec == 0 && fsec == 0)
-		return false;
-	return tm2timestamp(&tt, fsec, &tz, result) == 0;
+	/* .NET's DateTime.MinValue */
+	return !(tt.tm_year == 1 && tt.tm_mon == 1 && tt.tm_mday == 1 &&
+			 tt.tm_hour == 0 && tt.tm_min == 0 && tt.tm_sec == 0 && fsec == 0);
 }
 
 /*

@@ -35,34 +35,6 @@
 	"name, arm_id, point_type, point_time, disks_covered, disks_total, " \
 	"format('%%s (%%s UTC, %%s)', name, to_char(point_time AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS'), point_type)"
 
-/*
- * Parse a timestamp without throwing: DecodeDateTime reports errors as
- * codes.  Only real dates count (not "infinity", "epoch" or the like).
- */
-static bool
-parse_point_time(const char *str, TimestampTz *result)
-{
-	char		workbuf[MAXDATELEN + MAXDATEFIELDS];
-	char	   *field[MAXDATEFIELDS];
-	int			ftype[MAXDATEFIELDS];
-	int			nf;
-	int			dtype;
-	int			tz = 0;
-	int			dterr;
-	struct pg_tm tt;
-	fsec_t		fsec;
-
-	if (strlen(str) >= MAXDATELEN)
-		return false;
-	dterr = ParseDateTime(str, workbuf, sizeof(workbuf), field, ftype,
-						  MAXDATEFIELDS, &nf);
-	if (dterr == 0)
-		dterr = DecodeDateTime(field, ftype, nf, &dtype, &tt, &fsec, &tz);
-	if (dterr != 0 || dtype != DTK_DATE)
-		return false;
-	return tm2timestamp(&tt, fsec, &tz, result) == 0;
-}
-
 /* "the newest points are: ..." for an errdetail; SPI is connected */
 static char *
 newest_points(int64 item_id)
@@ -184,7 +156,7 @@ asr_point_resolve(const AsrItem *item, const char *point, bool allow_latest,
 				2, types, values, NULL, true, 0);
 		if (SPI_processed == 1)
 			fill_choice(cxt, choice);
-		else if (parse_point_time(point, &ts))
+		else if (asr_timestamp_in(point, &ts, NULL, NULL))
 		{
 			if (ts > GetCurrentTransactionStartTimestamp())
 				ereport(ERROR,

@@ -39,6 +39,7 @@
 #include "optimizer/cost.h"
 #include "tcop/utility.h"
 #include "utils/builtins.h"
+#include "utils/datetime.h"
 #include "utils/fmgroids.h"
 #include "common/hashfn.h"
 #include "utils/guc.h"
@@ -392,4 +393,37 @@ asr_timeout_argument(FunctionCallInfo fcinfo, int argno)
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("timeout must not be negative")));
 	return usecs;
+}
+
+/*
+ * A date and time read without raising: PostgreSQL's parser reports its
+ * errors as codes.  Only real dates count (not "infinity", "epoch" or the
+ * like).  tm and fsec, when given, receive the fields as written.  Release 15's
+ * DecodeDateTime() still raises for an unknown time zone name: callers that
+ * must never raise check the shape first (items.c).
+ */
+bool
+asr_timestamp_in(const char *str, TimestampTz *result, struct pg_tm *tm, fsec_t *fsec_out)
+{
+	char		workbuf[MAXDATELEN + MAXDATEFIELDS];
+	char	   *field[MAXDATEFIELDS];
+	int			ftype[MAXDATEFIELDS];
+	int			nf;
+	int			dtype;
+	int			tz = 0;
+	struct pg_tm tt;
+	fsec_t		fsec;
+
+	if (str == NULL || strlen(str) >= MAXDATELEN)
+		return false;
+	if (ParseDateTime(str, workbuf, sizeof(workbuf), field, ftype,
+					  MAXDATEFIELDS, &nf) != 0 ||
+		DecodeDateTime(field, ftype, nf, &dtype, &tt, &fsec, &tz) != 0 ||
+		dtype != DTK_DATE)
+		return false;
+	if (tm)
+		*tm = tt;
+	if (fsec_out)
+		*fsec_out = fsec;
+	return tm2timestamp(&tt, fsec, &tz, result) == 0;
 }

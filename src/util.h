@@ -17,6 +17,7 @@
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "utils/jsonb.h"
+#include "utils/timestamp.h"
 
 /* unfinished job states, as an SQL array literal */
 #define ASR_UNFINISHED_STATES "'{queued,submitting,running,suspended}'::text[]"
@@ -34,5 +35,7 @@ extern bool asr_spi_isnull(int row, int col);
 extern Datum asr_spi_datum(int row, int col, bool *isnull);
 extern void asr_check_writable(const char *function_name);
 extern int64 asr_timeout_argument(FunctionCallInfo fcinfo, int argno);
+extern bool asr_timestamp_in(const char *str, TimestampTz *result,
+							 struct pg_tm *tm, fsec_t *fsec);
 
 #endif							/* ASR_UTIL_H */
