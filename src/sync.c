@@ -343,16 +343,20 @@ store_page_fn(void *arg)
 		ItemSync   *s;
 		MemoryContext old;
 
-		if (item == NULL || item->type != jbvBinary)
-			continue;
-		arm_id = asr_json_string(item->val.binary.data, "id");
-		doc = JsonbValueToJsonb(item);
+		arm_id = NULL;
+		doc = NULL;
+		if (item != NULL && item->type == jbvBinary)
+		{
+			arm_id = asr_json_string(item->val.binary.data, "id");
+			doc = JsonbValueToJsonb(item);
+		}
 		if (arm_id == NULL || !asr_item_is_document(doc))
 		{
 			/*
-			 * Not an item asr can store (no ARM id, no properties): the
-			 * others are stored, and the refresh says so -- as an error,
-			 * so that no item is forgotten for not having been seen.
+			 * Not an item asr can store (no object, no ARM id, no
+			 * properties): the others are stored, and the refresh says so
+			 * -- as an error, so that no item is forgotten for not having
+			 * been seen.
 			 */
 			if (a->vs->error == NULL)
 				a->vs->error = MemoryContextStrdup(a->vs->cxt,

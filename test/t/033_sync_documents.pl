@@ -137,6 +137,19 @@ is(q1("SELECT string_agg(name, ',' ORDER BY name) FROM asr_items WHERE synced_at
 is(q1("SELECT count(*) FROM asr_items"), '5', 'no item was forgotten');
 is(row('sync-vm-2'), $row_before{'sync-vm-2'}, 'the item sent without id is kept unchanged');
 
+# elements of the list that are no object at all (null, a string) are no
+# item documents either: the others are stored, nothing is forgotten
+emulator_control($emu, 'DELETE', "/faults/$fault");
+$fault = emulator_control($emu, 'POST', '/faults',
+	{ action => 'status', status => 200, count => undef, body => { value => [ undef, 'x', @page[2 .. 4] ] },
+	  match => { method => 'GET', path => 'replicationProtectedItems$' } })->{id};
+($ret, $out, $err) = $node->psql('postgres', "SELECT asr_sync('dr', '120 s')", timeout => 180);
+isnt($ret, 0, 'a page with a null and a string in its value fails the refresh');
+is(q1("SELECT sync_error FROM asr_vaults WHERE name = 'dr'"),
+	"listing the vault's items: a document that is not a replication protected item (no id) was left out",
+	'the sync error says a document without id was left out');
+is(q1("SELECT count(*) FROM asr_items"), '5', 'no item was forgotten for the null and the string');
+
 # Azure answers the real list again: the error is gone, everything as before
 emulator_control($emu, 'DELETE', "/faults/$fault");
 my $vault_synced = q1("SELECT synced_at FROM asr_vaults WHERE name = 'dr'");
