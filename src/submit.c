@@ -554,14 +554,32 @@ asr_dx_answer_lookup(JobCtx *jc, void *arg)
 		jc->finished = true;	/* cancelled or gone meanwhile */
 		return;
 	}
-	if (res->error != NULL)
-	{
-		asr_dx_wait(jc, asr_arm_backoff_ms(3), psprintf("reconciling: %s", res->error));
-		return;
-	}
 	if (res->found != NULL)
 	{
 		adopt_job(jc, pstrdup(res->found), "in the vault's job list");
+		return;
+	}
+	if (strcmp(jc->job.state, "submitting") == 0 &&
+		GetCurrentTimestamp() > TimestampTzPlusMilliseconds(jc->job.requested_at,
+															(int64) asr_job_timeout * 1000))
+	{
+		/*
+		 * DESIGN: a job unfinished after asr.job_timeout fails.  Whether
+		 * Azure got the request is still unknown (the list cannot be read)
+		 * or it did not: either way an action asked for that long ago is
+		 * not sent now.
+		 */
+		asr_dx_fail(jc, "JobTimeout",
+					res->error
+					? psprintf("whether Azure received the request is still unknown after asr.job_timeout (%d s): %s; it was not sent again. Check the item in Azure before asking again.",
+							   asr_job_timeout, res->error)
+					: psprintf("Azure has no job for the request after asr.job_timeout (%d s): it never reached Azure, and it is not sent this late.",
+							   asr_job_timeout));
+		return;
+	}
+	if (res->error != NULL)
+	{
+		asr_dx_wait(jc, asr_arm_backoff_ms(3), psprintf("reconciling: %s", res->error));
 		return;
 	}
 	if (strcmp(jc->job.state, "running") == 0)

@@ -216,5 +216,25 @@ is(job_final_state($node, $late), 'failed', 'a job that outlives asr.job_timeout
 is(q1("SELECT error_code FROM asr_jobs WHERE job_id = $late"), 'JobTimeout', 'with JobTimeout');
 like(q1("SELECT error_message FROM asr_jobs WHERE job_id = $late"), qr/asr\.job_timeout/, 'saying which setting');
 
+# a request whose outcome stays unknown (ARM answered 500 and the vault's
+# job list cannot be read) until asr.job_timeout: failed, not sent again
+emulator_control($emu, 'DELETE', '/faults');
+emulator_control($emu, 'DELETE', '/requests');
+my $web_item = q1("SELECT regexp_replace(arm_id, '^.*/', '') FROM asr_items WHERE name = 'web-vm-01'");
+add_fault({ action => 'status', status => 500, count => 1,
+		match => { method => 'POST', path => "$web_item/testFailover\$" } });
+add_fault({ action => 'status', status => 503, count => undef,
+		match => { method => 'GET', path => 'replicationJobs$' } });
+my $unknown = q1("SELECT asr_test_failover('web-vm-01', 'latest')");
+ok(wait_for_query($node, "SELECT state = 'submitting' AND last_error LIKE 'reconciling:%' FROM asr_jobs WHERE job_id = $unknown", 't', 120),
+	'the job whose POST got a 500 waits, reconciling, while the job list fails') or diag(job_info($unknown));
+q1("UPDATE asr_jobs SET requested_at = requested_at - interval '2 hours' WHERE job_id = $unknown");
+is(job_final_state($node, $unknown), 'failed', 'once asr.job_timeout has passed it fails');
+is(q1("SELECT error_code FROM asr_jobs WHERE job_id = $unknown"), 'JobTimeout', 'with JobTimeout');
+like(q1("SELECT error_message FROM asr_jobs WHERE job_id = $unknown"), qr/asr\.job_timeout.*not sent again/,
+	'saying that the outcome is unknown and nothing was sent again');
+is(scalar @{ emulator_requests($emu, method => 'POST', path => "$web_item/testFailover\$") }, 1,
+	'one POST only');
+
 $node->stop('fast');
 done_testing();
