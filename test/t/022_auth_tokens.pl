@@ -35,10 +35,13 @@ sub act
 	return $job;
 }
 
+# the highest seq logged so far (entries are logged when answered, so
+# the log is not always in seq order)
 sub last_seq
 {
-	my $all = emulator_requests($emu);
-	return @$all ? $all->[-1]{seq} : 0;
+	my $last = 0;
+	$last = $_->{seq} > $last ? $_->{seq} : $last for @{ emulator_requests($emu) };
+	return $last;
 }
 
 # --- tokens expiring during the workflow ---------------------------------
@@ -141,9 +144,10 @@ is(scalar(grep { $_->{status} == 401 } @{ emulator_requests($emu, listener => 'a
 
 # --- a login outage while a reprotect waits: short retries ---------------
 # Transient failures (src/auth.h): the next token request may follow after
-# 1 s, 2 s, 4 s...; the waiting job, retried every few seconds, paces them.
-# After a refusal it would be 30 s, then 60 s: the spacing in the
-# emulator's log tells the two schedules apart, without timing the test.
+# 1 s, 2 s, 4 s...; the waiting job, which asks again after 6.4 s +- 20 %
+# (dispatch.c), paces them.  After a refusal it would be 30 s, then 60 s:
+# the spacing in the emulator's log (under 15 s) tells the two schedules
+# apart, without timing the test.
 # The job: the reprotect that the two 401s above made fail.
 emulator_control($emu, 'POST', '/tokens', { lifetime_seconds => 3600 });
 $node->stop('fast');
@@ -160,7 +164,7 @@ my @logins = @{ emulator_requests($emu, listener => 'login', since => $seq) };
 is(join(' ', map { $_->{status} } @logins[0 .. 3]), 'dropped 503 503 200',
 	'the token requests: a dropped connection, 503 twice, then a token');
 my @gaps = map { sprintf('%.1f', $logins[$_]{time} - $logins[$_ - 1]{time}) } 1 .. 3;
-ok(!grep({ $_ >= 10 } @gaps), 'each token request came less than 10 s after the one before')
+ok(!grep({ $_ >= 15 } @gaps), 'each token request came less than 15 s after the one before')
   or diag("gaps: @gaps s");
 my @posts = @{ emulator_requests($emu, listener => 'arm', method => 'POST', path => '/switchprotection$',
 		since => $seq) };
