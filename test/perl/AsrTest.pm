@@ -18,7 +18,8 @@ use File::Basename qw(dirname);
 use Cwd qw(abs_path);
 
 our @EXPORT = qw(asr_node worker_pid wait_for_query start_emulator
-  emulator_control emulator_requests configure_azure job_final_state);
+  emulator_control emulator_requests emulator_last_seq configure_azure
+  job_final_state world_with_vms);
 
 my @emulators;
 
@@ -143,6 +144,43 @@ sub emulator_requests
 	push @q, 'path=' . _uri_escape($filter{path}) if $filter{path};
 	my $res = emulator_control($emu, 'GET', '/requests' . (@q ? '?' . join('&', @q) : ''));
 	return ref $res eq 'HASH' ? $res->{requests} // $res->{value} // [] : $res;
+}
+
+# The highest sequence number logged so far (entries are logged when
+# answered, so the log is not always in sequence order).
+sub emulator_last_seq
+{
+	my ($emu) = @_;
+	my $last = 0;
+	$last = $_->{seq} > $last ? $_->{seq} : $last for @{ emulator_requests($emu) };
+	return $last;
+}
+
+# The emulator's default world with the first vault's VMs replaced by
+# $count copies of its first VM, named by $name->($i) (VM) and
+# $item->($i) (replicated item); returns the path of the world file.
+sub world_with_vms
+{
+	my ($count, $name, $item) = @_;
+	my $top = $ENV{ASR_TOP} // abs_path(dirname(__FILE__) . '/../..');
+	my $world = decode_json(PostgreSQL::Test::Utils::slurp_file("$top/test/emulator/worlds/default.json"));
+	my $vault = $world->{subscriptions}[0]{vaults}[0];
+	my $template = $vault->{vms}[0];
+	my @vms;
+	for my $i (1 .. $count)
+	{
+		my %vm = %$template;
+		$vm{name} = $name->($i);
+		$vm{item_name} = $item->($i);
+		$vm{disks} = [ map { { %$_, name => "$vm{name}_$_->{name}" } } @{ $template->{disks} } ];
+		push @vms, \%vm;
+	}
+	$vault->{vms} = \@vms;
+	my $dir = PostgreSQL::Test::Utils::tempdir('world');
+	open(my $fh, '>', "$dir/world.json") or die "$dir/world.json: $!";
+	print $fh encode_json($world);
+	close $fh;
+	return "$dir/world.json";
 }
 
 sub _uri_escape

@@ -69,14 +69,7 @@ sub worker_error
 	return $node->safe_psql('postgres', "SELECT coalesce(last_error, '') FROM asr_worker_status");
 }
 
-# the highest seq logged so far (entries are logged when answered, so
-# the log is not always in seq order)
-sub last_seq
-{
-	my $last = 0;
-	$last = $_->{seq} > $last ? $_->{seq} : $last for @{ emulator_requests($emu) };
-	return $last;
-}
+sub last_seq { return emulator_last_seq($emu); }
 
 sub posts
 {

@@ -35,14 +35,7 @@ sub act
 	return $job;
 }
 
-# the highest seq logged so far (entries are logged when answered, so
-# the log is not always in seq order)
-sub last_seq
-{
-	my $last = 0;
-	$last = $_->{seq} > $last ? $_->{seq} : $last for @{ emulator_requests($emu) };
-	return $last;
-}
+sub last_seq { return emulator_last_seq($emu); }
 
 # --- tokens expiring during the workflow ---------------------------------
 my $seq = last_seq();

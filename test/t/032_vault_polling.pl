@@ -12,30 +12,11 @@ use PostgreSQL::Test::Utils;
 use Test::More;
 use AsrTest;
 use JSON::PP;
-use File::Basename qw(dirname);
-use Cwd qw(abs_path);
 
 # a world with twelve VMs in the vault
-my $top = $ENV{ASR_TOP} // abs_path(dirname(__FILE__) . '/../..');
-my $world = decode_json(PostgreSQL::Test::Utils::slurp_file("$top/test/emulator/worlds/default.json"));
-my $vault = $world->{subscriptions}[0]{vaults}[0];
-my $template = $vault->{vms}[0];
-my @vms;
-for my $i (1 .. 12)
-{
-	my %vm = %$template;
-	$vm{name} = sprintf('scale-vm-%02d', $i);
-	$vm{item_name} = sprintf('scaleItem%02d', $i) . ('x' x 30);
-	$vm{disks} = [ map { { %$_, name => "$vm{name}_$_->{name}" } } @{ $template->{disks} } ];
-	push @vms, \%vm;
-}
-$vault->{vms} = \@vms;
-my $dir = PostgreSQL::Test::Utils::tempdir('world');
-open(my $fh, '>', "$dir/world.json") or die;
-print $fh encode_json($world);
-close $fh;
+my $world_file = world_with_vms(12, sub { sprintf('scale-vm-%02d', $_[0]) }, sub { sprintf('scaleItem%02d', $_[0]) . ('x' x 30) });
 
-my $emu = start_emulator(args => ['--time-scale', '600', '--retry-after', '1', '--world', "$dir/world.json"]);
+my $emu = start_emulator(args => ['--time-scale', '600', '--retry-after', '1', '--world', $world_file]);
 my $node = asr_node('scale', conf => "asr.ca_file = '$emu->{ca_file}'\nasr.http_timeout = 10s\nasr.sync_interval = 3600s");
 $node->start;
 $node->safe_psql('postgres', 'CREATE EXTENSION asr');
