@@ -35,6 +35,7 @@
 #include "utils/timestamp.h"
 
 #include "dispatch_int.h"
+#include "txn.h"
 
 /* One listing of a vault's job list standing for many jobs. */
 typedef struct Lookup
@@ -53,6 +54,7 @@ static List *waiting = NIL;		/* of JobCtx *, in lookup_context */
 static List *lookups = NIL;		/* of Lookup *, in lookup_context */
 
 static void ask_page(Lookup *l, AsrVault *v, const char *url);
+static bool ask_next_page(Lookup *l, const char *next);
 static void on_page(AsrCall *call, AsrHttpResponse *resp, void *arg);
 
 
@@ -210,6 +212,47 @@ ask_page(Lookup *l, AsrVault *v, const char *url)
 	MemoryContextSwitchTo(old);
 }
 
+/*
+ * Ask for the next page from a page's completion, which runs outside any
+ * transaction: reading the vault (its cached row is reloaded once it is a
+ * minute old) needs one, and an ERROR there must not escape into the
+ * worker loop.  False when the page could not be asked for (the vault or
+ * the extension is gone, its credentials cannot be used, an ERROR): a call
+ * queued before an ERROR is cancelled with the lookup's context.
+ */
+static bool
+ask_next_page(Lookup *l, const char *next)
+{
+	MemoryContext old = CurrentMemoryContext;
+	volatile bool sent = false;
+
+	PG_TRY();
+	{
+		asr_tx_begin("asr: reading the next page of a job list");
+		if (asr_tx_extension_present())
+		{
+			AsrVault   *v = asr_vault_get(l->vault_id, false);
+
+			if (v != NULL && v->auth != NULL)
+			{
+				ask_page(l, v, next);
+				sent = true;
+			}
+		}
+		asr_tx_commit();
+		MemoryContextSwitchTo(old);
+	}
+	PG_CATCH();
+	{
+		MemoryContextSwitchTo(old);
+		FlushErrorState();
+		asr_tx_abort();
+		sent = false;
+	}
+	PG_END_TRY();
+	return sent;
+}
+
 /* tell a job what the list said of it: its ASR job's name, or why not */
 static void
 tell(Lookup *l, int i, const char *found, const char *error)
@@ -316,18 +359,15 @@ on_page(AsrCall *call, AsrHttpResponse *resp, void *arg)
 
 	if (left > 0 && next != NULL && next[0] != '\0')
 	{
-		AsrVault   *v = asr_vault_get(l->vault_id, false);
-
-		if (v == NULL || v->auth == NULL)
+		if (!ask_next_page(l, next))
 		{
 			/* not "not found": the rest of the list was not read */
 			for (i = 0; i < l->njobs; i++)
 				if (l->jobs[i] != NULL)
-					tell(l, i, NULL, "the vault's credentials could not be used for the next page of its job list");
+					tell(l, i, NULL, "the next page of the vault's job list could not be asked for (the vault or its credentials could not be read)");
 			lookup_done(l);
 			return;
 		}
-		ask_page(l, v, next);
 		MemoryContextDelete(page);
 		return;
 	}

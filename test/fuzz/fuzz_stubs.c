@@ -109,9 +109,21 @@ asr_vault_call_spec(AsrVault *v, AsrCallSpec *spec, const char *method,
 	spec->cred = v->auth;
 }
 
+/*
+ * The real one reads asr_vaults whenever its cached row is a minute old or
+ * a SIGHUP came, so it may only be called inside a worker transaction: a
+ * call from a completion outside one crashed the worker (and took the
+ * cluster through crash recovery) until reconcile.c's next-page fix.
+ */
 AsrVault *
 asr_vault_get(int vault_id, bool force_reload)
 {
+	if (fuzz_tx_depth == 0)
+	{
+		fprintf(stderr, "asr_fuzz: asr_vault_get outside a worker transaction\n");
+		fflush(stderr);
+		abort();
+	}
 	return vault_id == fuzz_vault->vault_id ? fuzz_vault : NULL;
 }
 

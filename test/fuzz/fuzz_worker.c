@@ -241,7 +241,9 @@ pump(Feed *f)
 		if (asr_item_read_flush)
 			asr_item_read_flush();
 		/* the jobs looked for in their vault's job list, as collect does */
+		asr_tx_begin("fuzz collect");
 		asr_dx_start_lookups();
+		asr_tx_commit();
 		if (fuzz_calls == NIL && asr_item_read_pending && asr_item_read_pending())
 		{
 			/* reads held back for more of their kind: let the time pass */
@@ -377,7 +379,19 @@ refresh(int i)
 	r->item = i;
 	refreshes = lappend(refreshes, r);
 	MemoryContextSwitchTo(old);
+	/* as a job's final step asks for it: inside the step's transaction */
+	asr_tx_begin("fuzz refresh");
 	asr_sync_item(fuzz_vault, i, item_id_of(i), CurrentMemoryContext, sync_done, r);
+	asr_tx_commit();
+}
+
+/* a job's phase starts inside the transaction of dispatch.c's collect */
+static void
+start_phase(JobCtx *jc)
+{
+	asr_tx_begin("fuzz collect");
+	asr_dx_start_phase(jc);
+	asr_tx_commit();
 }
 
 static void
@@ -491,9 +505,9 @@ item_scenarios(const char *data, size_t size)
 	JobCtx	   *reconcile = new_job(2, PH_RECONCILE_ITEM, "failover");
 	JobCtx	   *poll = new_job(3, PH_POLL, "failover");
 
-	asr_dx_start_phase(check);
-	asr_dx_start_phase(reconcile);
-	asr_dx_start_phase(poll);	/* Succeeded: the final re-read of the item */
+	start_phase(check);
+	start_phase(reconcile);
+	start_phase(poll);			/* Succeeded: the final re-read of the item */
 	refresh(4);
 	pump(&f);
 	check_stored(4, true);
@@ -540,10 +554,12 @@ list_scenarios(const char *data, size_t size)
 	List	   *polls = NIL;
 	int			i;
 
-	asr_dx_start_phase(reconcile);
+	start_phase(reconcile);
 	for (i = 2; i <= FUZZ_ITEMS; i++)
 		polls = lappend(polls, new_job(i, PH_POLL, "failover"));
+	asr_tx_begin("fuzz collect");
 	asr_dx_start_polls(polls);
+	asr_tx_commit();
 	(void) asr_sync_collect();
 	for (i = 1; i <= FUZZ_ITEMS; i++)
 		refresh(i);

@@ -12,6 +12,7 @@ use PostgreSQL::Test::Utils;
 use Test::More;
 use AsrTest;
 use JSON::PP;
+use Time::HiRes qw(usleep);
 
 # a world with twelve VMs in the vault
 my $world_file = world_with_vms(12, sub { sprintf('scale-vm-%02d', $_[0]) }, sub { sprintf('scaleItem%02d', $_[0]) . ('x' x 30) });
@@ -127,6 +128,24 @@ my $slow_list = emulator_control($emu, 'POST', '/faults',
 	{ action => 'delay', delay_ms => 1500, count => undef,
 	  match => { method => 'GET', path => 'replicationJobs$' } })->{id};
 $jobs = q1("SELECT string_agg(asr_test_failover(name, 'latest')::text, ',') FROM asr_items");
+# While the listing's pages come in, the DBA reloads the configuration
+# again and again: the worker then reads its vault row again for the next
+# page, from the page's completion (which runs outside any transaction:
+# such a read without one crashed the worker, and with it the whole
+# cluster, before 2026-11-27; AsrTest fails the file on any crash).
+my $found_sql = "SELECT count(*) FROM asr_job_events WHERE job_id IN ($jobs) AND detail LIKE 'found ASR job %'";
+ok(wait_for_query($node, "SELECT count(*) > 0 FROM asr_jobs WHERE job_id IN ($jobs) "
+		. "AND last_error LIKE 'request outcome unknown%'", 't', 60),
+	'the POSTs answered 500: the jobs wait to reconcile') or show($jobs);
+my $reloads = 0;
+my $reload_until = time() + 150;
+while (time() < $reload_until && q1($found_sql) < 12)
+{
+	q1('SELECT pg_reload_conf()');
+	$reloads++;
+	usleep(300_000);
+}
+note("$reloads reloads while the jobs reconciled");
 ok(wait_for_query($node,
 		"SELECT count(*) FROM asr_jobs WHERE job_id IN ($jobs) AND state = 'succeeded'", '12', 240),
 	'after a 500 on every POST, the twelve test failovers succeed') or show($jobs);
