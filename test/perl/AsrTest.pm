@@ -27,6 +27,20 @@ END
 {
 	# stop every emulator this test started, whatever happened
 	kill 'TERM', $_->{pid} for grep { $_->{pid} } @emulators;
+
+	# A process of the cluster that died of a signal the test did not send
+	# (kill -9 is the tests' own) took the whole cluster through crash
+	# recovery, which a test may not notice (the jobs resume afterwards):
+	# the file fails, and PostgreSQL::Test::Cluster keeps its logs.
+	for my $node (@PostgreSQL::Test::Cluster::all_nodes)
+	{
+		next unless -f $node->logfile;
+		my @crashes = grep { /terminated by signal (\d+)/ && $1 != 9 }
+		  split /\n/, slurp_file($node->logfile);
+		next unless @crashes;
+		diag("a process of node " . $node->name . " crashed:\n" . join("\n", @crashes));
+		$? = 1 if $? == 0;
+	}
 }
 
 # A new node with asr preloaded; extra postgresql.conf lines may follow.
