@@ -575,7 +575,18 @@ my $serverlog = slurp_file($node->logfile);
 my %worker_ends = (
 	out_of_memory => scalar(() = $serverlog =~ /\[\d+\] (?:ERROR|FATAL):  out of memory/g),
 	killed_by_signal => scalar(() = $serverlog =~ /background worker "asr worker" \(PID \d+\) was terminated by signal/g),
+	killed_by_signal_9 => scalar(() = $serverlog =~ /background worker "asr worker" \(PID \d+\) was terminated by signal 9:/g),
 	exited_with_error => scalar(() = $serverlog =~ /background worker "asr worker" \(PID \d+\) exited with exit code [1-9]/g));
+
+# A process that died of any other signal (a segmentation fault, an abort)
+# crashed, and took the cluster through crash recovery; the soak sends
+# kill -9 only.
+my @crashes = grep { /terminated by signal (\d+)/ && $1 != 9 } split /\n/, $serverlog;
+$worker_ends{crashed} = scalar @crashes;
+is(scalar @crashes, 0, 'no process of the cluster died of a signal the soak did not send (kill -9)')
+  or diag(join("\n", @crashes[0 .. ($#crashes < 9 ? $#crashes : 9)]));
+cmp_ok($worker_ends{killed_by_signal_9}, '<=', $fault_count{'kill -9 worker'} // 0,
+	'every worker killed with signal 9 was killed by the soak');
 
 my %fig = (
 	worker_ends => \%worker_ends, mem_limit_mb => $ENV{ASR_SOAK_MEM_LIMIT_MB},
