@@ -22,6 +22,7 @@ OBJS = \
 	src/http.o \
 	src/itemread.o \
 	src/items.o \
+	src/itemstore.o \
 	src/jobapi.o \
 	src/jobs.o \
 	src/json.o \

@@ -2,7 +2,8 @@
  *
  * items.h
  *	  Replicated items and recovery points: lookup by name, ARM id or
- *	  vault-qualified name; the writes of the worker's sync.
+ *	  vault-qualified name (items.c); the writes of the worker's sync
+ *	  (itemstore.c).
  *
  * Every function runs in the caller's transaction, connects to SPI itself
  * and pins search_path while it runs SQL; results are palloc'd in the
@@ -45,13 +46,13 @@ typedef struct AsrItem
 	TimestampTz synced_at;
 } AsrItem;
 
-/* lookups (SQL-facing) */
+/* lookups (SQL-facing), items.c */
 extern void asr_item_resolve(const char *spec, bool lock, AsrItem *item);
 extern bool asr_item_load(int64 item_id, bool lock, AsrItem *item);
 extern Jsonb *asr_item_properties(const AsrItem *item);
 extern char *asr_item_scenario(const AsrItem *item);
 
-/* sync writes (the worker) */
+/* sync writes (the worker), itemstore.c */
 extern bool asr_item_is_document(Jsonb *document);
 extern int64 asr_item_upsert(int32 vault_id, Jsonb *document);
 extern int	asr_recovery_points_replace(int64 item_id, Jsonb *points);

@@ -251,14 +251,16 @@ fuzz_note_refusal(const char *msg)
 
 /*
  * An ERROR caught where the worker catches it.  Raised by an SQL statement
- * (SPI's context line) or by items.c's own checks: the table refused the
- * document, which the worker records; anything else broke a promise.
+ * (SPI's context line) or by the checks of items.c and itemstore.c: the
+ * table refused the document, which the worker records; anything else
+ * broke a promise.
  */
 static void
 caught(ErrorData *e)
 {
 	bool		sql = (e->context && strstr(e->context, "SQL statement") != NULL) ||
 		(e->filename && (strcmp(e->filename, "items.c") == 0 ||
+						 strcmp(e->filename, "itemstore.c") == 0 ||
 						 strcmp(e->filename, "util.c") == 0));
 	const char *msg = e->message ? e->message : "(no message)";
 
