@@ -13,6 +13,7 @@ OBJS = \
 	src/armid.o \
 	src/asr.o \
 	src/auth.o \
+	src/authreq.o \
 	src/authresp.o \
 	src/client.o \
 	src/credlookup.o \

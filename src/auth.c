@@ -11,8 +11,9 @@
  * or the file system, or ereports except when palloc runs out of memory; a
  * failure becomes the state's last_error, in words a DBA can act on.
  * This file decides when to ask (refresh margin, back-off, one request in
- * flight, a 401 from ARM), what to send for each source of credentials,
- * and what to keep; authresp.c reads what Entra ID or IMDS answered.
+ * flight, a 401 from ARM) and what to keep; authreq.c builds what is sent
+ * for each source of credentials, authresp.c reads what Entra ID or IMDS
+ * answered.
  *
  * Secrets never leave this file except in request bodies, which are
  * zeroed when the caller's memory context goes.  Every buffer that held a
@@ -24,8 +25,8 @@
  *
  * Arrows: called by creds.c (the worker's token bridge), worker.c (exit),
  * fdw.c and credlookup.c (the cloud table) and the unit and fuzz tests;
- * calls authresp.c (answers), jwt.c (certificates and assertions) and
- * libcurl's URL escaping.
+ * calls authreq.c (requests), authresp.c (answers) and jwt.c
+ * (certificates and assertions).
  *
  * IDENTIFICATION
  *	  src/auth.c
@@ -34,13 +35,12 @@
  */
 #include "postgres.h"
 
-#include <curl/curl.h>
-
 #include "lib/stringinfo.h"
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
 
 #include "auth.h"
+#include "authreq.h"
 #include "authresp.h"
 #include "jwt.h"
 
@@ -105,13 +105,11 @@ static List *states = NIL;
 
 static void state_setup(AsrTokenState *st, const AsrCredential *cred);
 static void state_reset_callback(void *arg);
-static char *concat_n(MemoryContext cxt, int n,...);
 static void set_error(AsrTokenState *st, const char *code, const char *fmt,...)
 			pg_attribute_printf(3, 4);
 static void fail(AsrTokenState *st, TimestampTz now, long retry_after_s,
 				 bool transient);
 static bool build_assertion(AsrTokenState *st, TimestampTz now);
-static void wipe_request_callback(void *arg);
 
 /*
  * The cloud table, by case-insensitive name.
@@ -386,130 +384,33 @@ asr_auth_abandon_request(AsrTokenState *st, TimestampTz now, const char *why)
 }
 
 /*
- * The token request for the credential's mode.  The form body holds the
- * secret or the assertion: it is sized once and zeroed by a callback on
- * cxt, so no copy outlives the transfer.
+ * The token request for the credential's mode (authreq.c), built with a
+ * fresh client assertion for a certificate; a failure is the state's
+ * error.  The request belongs to cxt.
  */
 AsrHttpRequest *
 asr_auth_build_request(AsrTokenState *st, TimestampTz now, MemoryContext cxt)
 {
 	AsrCredential *c = st->cred;
 	AsrHttpRequest *req;
-	MemoryContextCallback *cb;
-	MemoryContext old;
-	char	   *e_client = NULL;
-	char	   *e_scope = NULL;
-	char	   *e_secret = NULL;
-	char	   *body = NULL;
-	char	   *url = NULL;
 
-	if (c->auth == ASR_AUTH_CERTIFICATE)
+	if (c->auth == ASR_AUTH_CERTIFICATE && !build_assertion(st, now))
 	{
-		if (!build_assertion(st, now))
-		{
-			fail(st, now, 0, false);
-			return NULL;
-		}
+		fail(st, now, 0, false);
+		return NULL;
 	}
-
-	/* libcurl ignores the handle argument of curl_easy_escape since 7.82 */
-	if (c->client_id)
-		e_client = curl_easy_escape(NULL, c->client_id, 0);
-	if (c->auth == ASR_AUTH_MANAGED_IDENTITY)
-		e_scope = curl_easy_escape(NULL, c->imds_resource, 0);
-	else
-		e_scope = curl_easy_escape(NULL, c->scope, 0);
-	if (c->auth == ASR_AUTH_CLIENT_SECRET)
-		e_secret = curl_easy_escape(NULL, c->client_secret, 0);
-	if ((c->client_id && e_client == NULL) || e_scope == NULL ||
-		(c->auth == ASR_AUTH_CLIENT_SECRET && e_secret == NULL))
+	req = asr_auth_token_request(c, st->assertion, cxt);
+	if (req == NULL)
 	{
-		if (e_secret)
-			explicit_bzero(e_secret, strlen(e_secret));
-		curl_free(e_secret);
-		curl_free(e_client);
-		curl_free(e_scope);
 		set_error(st, "out_of_memory",
 				  "could not build the token request for server \"%s\": out of memory",
 				  c->server_name);
 		fail(st, now, 0, false);
 		return NULL;
 	}
-
-	old = MemoryContextSwitchTo(cxt);
-	req = palloc0(sizeof(AsrHttpRequest));
-	req->sensitive = true;		/* the answer carries a token */
-	switch (c->auth)
-	{
-		case ASR_AUTH_CLIENT_SECRET:
-			body = concat_n(cxt, 6,
-							"grant_type=client_credentials&client_id=", e_client,
-							"&scope=", e_scope,
-							"&client_secret=", e_secret);
-			break;
-		case ASR_AUTH_CERTIFICATE:
-			body = concat_n(cxt, 6,
-							"grant_type=client_credentials&client_id=", e_client,
-							"&scope=", e_scope,
-							"&client_assertion_type=urn%3Aietf%3Aparams%3Aoauth%3Aclient-assertion-type%3Ajwt-bearer"
-							"&client_assertion=", st->assertion);
-			break;
-		case ASR_AUTH_MANAGED_IDENTITY:
-			if (e_client)
-				url = psprintf("%s?api-version=%s&resource=%s&client_id=%s",
-							   c->token_url, ASR_IMDS_API_VERSION, e_scope,
-							   e_client);
-			else
-				url = psprintf("%s?api-version=%s&resource=%s",
-							   c->token_url, ASR_IMDS_API_VERSION, e_scope);
-			break;
-	}
-	if (e_secret)
-		explicit_bzero(e_secret, strlen(e_secret));
-	curl_free(e_secret);
-	curl_free(e_client);
-	curl_free(e_scope);
-
-	if (c->auth == ASR_AUTH_MANAGED_IDENTITY)
-	{
-		req->method = "GET";
-		req->url = url;
-		req->headers = list_make2(pstrdup("Metadata: true"),
-								  pstrdup("Accept: application/json"));
-		req->allow_plain_http = true;
-		req->no_proxy = true;
-	}
-	else
-	{
-		req->method = "POST";
-		req->url = pstrdup(c->token_url);
-		req->headers = list_make2(pstrdup("Content-Type: application/x-www-form-urlencoded"),
-								  pstrdup("Accept: application/json"));
-		req->body = body;
-		req->body_len = strlen(body);
-		cb = palloc0(sizeof(MemoryContextCallback));
-		cb->func = wipe_request_callback;
-		cb->arg = req;
-		MemoryContextRegisterResetCallback(cxt, cb);
-	}
-	MemoryContextSwitchTo(old);
-
 	st->in_flight = true;
 	st->sent_at = now;
 	return req;
-}
-
-/*
- * Runs when the request's memory context goes: the form body holds the
- * client secret or the assertion.
- */
-static void
-wipe_request_callback(void *arg)
-{
-	AsrHttpRequest *req = (AsrHttpRequest *) arg;
-
-	if (req->body)
-		explicit_bzero((char *) req->body, req->body_len);
 }
 
 /*
@@ -757,45 +658,4 @@ asr_auth_client_assertion(AsrTokenState *st, TimestampTz now)
 	if (st->cred->auth != ASR_AUTH_CERTIFICATE)
 		return NULL;
 	return build_assertion(st, now) ? st->assertion : NULL;
-}
-
-/* ---- small helpers ---- */
-
-/*
- * Concatenate n strings into one allocation of exactly the right size in
- * cxt: secrets pass through here, and a growing buffer would leave copies
- * of them in freed memory.
- */
-static char *
-concat_n(MemoryContext cxt, int n,...)
-{
-	va_list		args;
-	size_t		total = 0;
-	char	   *out;
-	char	   *p;
-	int			i;
-
-	va_start(args, n);
-	for (i = 0; i < n; i++)
-	{
-		const char *s = va_arg(args, const char *);
-
-		total += s ? strlen(s) : 0;
-	}
-	va_end(args);
-
-	out = MemoryContextAlloc(cxt, total + 1);
-	p = out;
-	va_start(args, n);
-	for (i = 0; i < n; i++)
-	{
-		const char *s = va_arg(args, const char *);
-		size_t		len = s ? strlen(s) : 0;
-
-		memcpy(p, s ? s : "", len);
-		p += len;
-	}
-	va_end(args);
-	*p = '\0';
-	return out;
 }
