@@ -36,6 +36,7 @@ OBJS = \
 	src/status.o \
 	src/submit.o \
 	src/sync.o \
+	src/txtry.o \
 	src/txn.o \
 	src/util.o \
 	src/validate.o \

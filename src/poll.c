@@ -287,6 +287,21 @@ vault_poll_send(VaultPoll *vp, const char *url)
 	return true;
 }
 
+typedef struct NextPage
+{
+	VaultPoll  *vp;
+	const char *url;
+} NextPage;
+
+/* send the next page of a vault's job list (asr_tx_try) */
+static bool
+next_page_fn(void *arg)
+{
+	NextPage   *np = (NextPage *) arg;
+
+	return vault_poll_send(np->vp, np->url);
+}
+
 /*
  * Hand one job document of the list to its job as if it were the answer
  * of its own poll (same status and headers, so Retry-After still counts).
@@ -381,21 +396,9 @@ on_vault_list(AsrCall *call, AsrHttpResponse *resp, void *arg)
 	if (next != NULL && next[0] != '\0' &&
 		list_length(vp->seen) < list_length(vp->jobs))
 	{
-		PG_TRY();
-		{
-			asr_tx_begin("asr: reading the next page of a job list");
-			sent = vault_poll_send(vp, next);
-			asr_tx_commit();
-			MemoryContextSwitchTo(old);
-		}
-		PG_CATCH();
-		{
-			MemoryContextSwitchTo(old);
-			FlushErrorState();
-			asr_tx_abort();
-			sent = false;
-		}
-		PG_END_TRY();
+		NextPage	np = {vp, next};
+
+		sent = asr_tx_try("asr: reading the next page of a job list", next_page_fn, &np);
 	}
 	if (!sent)
 		vault_poll_fallback(vp);

@@ -212,45 +212,39 @@ ask_page(Lookup *l, AsrVault *v, const char *url)
 	MemoryContextSwitchTo(old);
 }
 
+typedef struct NextPage
+{
+	Lookup	   *l;
+	const char *url;
+} NextPage;
+
+/* ask for a next page, inside a transaction (asr_tx_try) */
+static bool
+next_page_fn(void *arg)
+{
+	NextPage   *np = (NextPage *) arg;
+	AsrVault   *v = asr_vault_get(np->l->vault_id, false);
+
+	if (v == NULL || v->auth == NULL)
+		return false;
+	ask_page(np->l, v, np->url);
+	return true;
+}
+
 /*
  * Ask for the next page from a page's completion, which runs outside any
  * transaction: reading the vault (its cached row is reloaded once it is a
- * minute old) needs one, and an ERROR there must not escape into the
- * worker loop.  False when the page could not be asked for (the vault or
- * the extension is gone, its credentials cannot be used, an ERROR): a call
- * queued before an ERROR is cancelled with the lookup's context.
+ * minute old or after a SIGHUP) needs one.  False when the page could not
+ * be asked for (the vault or the extension is gone, its credentials
+ * cannot be used, an ERROR): a call queued before an ERROR is cancelled
+ * with the lookup's context.
  */
 static bool
 ask_next_page(Lookup *l, const char *next)
 {
-	MemoryContext old = CurrentMemoryContext;
-	volatile bool sent = false;
+	NextPage	np = {l, next};
 
-	PG_TRY();
-	{
-		asr_tx_begin("asr: reading the next page of a job list");
-		if (asr_tx_extension_present())
-		{
-			AsrVault   *v = asr_vault_get(l->vault_id, false);
-
-			if (v != NULL && v->auth != NULL)
-			{
-				ask_page(l, v, next);
-				sent = true;
-			}
-		}
-		asr_tx_commit();
-		MemoryContextSwitchTo(old);
-	}
-	PG_CATCH();
-	{
-		MemoryContextSwitchTo(old);
-		FlushErrorState();
-		asr_tx_abort();
-		sent = false;
-	}
-	PG_END_TRY();
-	return sent;
+	return asr_tx_try("asr: reading the next page of a job list", next_page_fn, &np);
 }
 
 /* tell a job what the list said of it: its ASR job's name, or why not */
